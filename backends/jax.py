@@ -1,0 +1,55 @@
+"""JAX: lax.conv_general_dilated and lax.reduce_window, NCHW natively through dimension numbers.
+
+float64 needs ``jax_enable_x64`` (``JAX_ENABLE_X64=1``); without it a float64 request is an error
+rather than a silent float32. Convolutions ask for full precision so GPUs do not use TF32.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from d2lconv.interface import Backend
+
+NCHW = ("NCHW", "OIHW", "NCHW")
+
+
+class JaxBackend(Backend):
+    name = "jax"
+    xp = jnp
+
+    def from_numpy(self, array):
+        if array.dtype.itemsize == 8 and not jax.config.jax_enable_x64:
+            if array.dtype.kind == "f":
+                raise TypeError(
+                    "float64 on the jax backend needs 64-bit mode: set JAX_ENABLE_X64=1 "
+                    "or jax.config.update('jax_enable_x64', True) before using jax"
+                )
+            array = array.astype(array.dtype.kind + "4")  # int64 -> int32, jax's own default
+        return jnp.asarray(array)
+
+    def is_native(self, x):
+        return isinstance(x, jax.Array)
+
+    def conv2d(self, x, w, bias, stride, pads):
+        y = lax.conv_general_dilated(
+            x, w, stride, pads, dimension_numbers=NCHW, precision=lax.Precision.HIGHEST
+        )
+        return y if bias is None else y + bias[None, :, None, None]
+
+    def _pool(self, x, init, op, window, stride, pads):
+        return lax.reduce_window(
+            x, jnp.asarray(init, x.dtype), op, (1, 1, *window), (1, 1, *stride), ((0, 0), (0, 0), *pads)
+        )
+
+    def max_pool(self, x, window, stride, pads):
+        return self._pool(x, -np.inf, lax.max, window, stride, pads)
+
+    def avg_pool(self, x, window, stride, pads):
+        return self._pool(x, 0, lax.add, window, stride, pads) / (window[0] * window[1])
+
+    def value_and_grad(self, fn, argnums):
+        return jax.value_and_grad(fn, argnums=argnums)
+
+
+BACKEND = JaxBackend()

@@ -1,0 +1,94 @@
+"""TensorFlow: tf.nn's conv2d and pooling. TF's CPU kernels are NHWC only, so NCHW goes in and
+comes out and the transposes stay inside. No Keras here: ops work whatever KERAS_BACKEND says.
+
+Explicit padding goes through explicit pad pairs (never padding="SAME", which pads
+asymmetrically and differs from the contract at stride 2).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from d2lconv.interface import Backend
+
+TO_NHWC, TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
+
+
+def _pad_nhwc(x, pads, value):
+    return tf.pad(x, [[0, 0], *pads, [0, 0]], constant_values=value)
+
+
+class TensorflowBackend(Backend):
+    name = "tensorflow"
+
+    def from_numpy(self, array):
+        return tf.constant(array)
+
+    def to_numpy(self, x):
+        return x.numpy()
+
+    def is_native(self, x):
+        return tf.is_tensor(x) or isinstance(x, tf.Variable)
+
+    def dtype(self, x):
+        return np.dtype(x.dtype.as_numpy_dtype)
+
+    def cast(self, x, dtype):
+        return tf.cast(x, np.dtype(dtype).name)
+
+    def reshape(self, x, shape):
+        return tf.reshape(x, shape)
+
+    def transpose(self, x, axes):
+        return tf.transpose(x, axes)
+
+    def stack(self, xs, axis):
+        return tf.stack(list(xs), axis=axis)
+
+    def concat(self, xs, axis):
+        return tf.concat(list(xs), axis=axis)
+
+    def matmul(self, a, b):
+        return tf.matmul(a, b)
+
+    def reduce_sum(self, x, axis, keepdims):
+        return tf.reduce_sum(x, axis=axis, keepdims=keepdims)
+
+    def abs(self, x):
+        return tf.abs(x)
+
+    def conv2d(self, x, w, bias, stride, pads):
+        y = tf.nn.conv2d(
+            tf.transpose(x, TO_NHWC),
+            tf.transpose(w, (2, 3, 1, 0)),  # OIHW -> HWIO
+            strides=(1, *stride, 1),
+            padding=[[0, 0], *pads, [0, 0]],
+        )
+        if bias is not None:
+            y = tf.nn.bias_add(y, bias)
+        return tf.transpose(y, TO_NCHW)
+
+    def _pool(self, pool, x, window, stride, pads, fill):
+        y = pool(_pad_nhwc(tf.transpose(x, TO_NHWC), pads, fill), window, stride, "VALID")
+        return tf.transpose(y, TO_NCHW)
+
+    def max_pool(self, x, window, stride, pads):
+        return self._pool(tf.nn.max_pool2d, x, window, stride, pads, -np.inf)
+
+    def avg_pool(self, x, window, stride, pads):
+        return self._pool(tf.nn.avg_pool2d, x, window, stride, pads, 0)
+
+    def value_and_grad(self, fn, argnums):
+        def wrapped(*args):
+            with tf.GradientTape() as tape:
+                for i in argnums:
+                    tape.watch(args[i])
+                value = fn(*args)
+            grads = tape.gradient(
+                value, [args[i] for i in argnums], unconnected_gradients=tf.UnconnectedGradients.ZERO
+            )
+            return value, tuple(grads)
+
+        return wrapped
+
+
+BACKEND = TensorflowBackend()

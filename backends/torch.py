@@ -1,0 +1,81 @@
+"""PyTorch: torch.nn.functional's conv2d and pooling, NCHW natively."""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from d2lconv.interface import Backend
+
+
+def _torch_pad(pads):
+    """((top, bottom), (left, right)) in F.pad's order: last axis first."""
+    (top, bottom), (left, right) = pads
+    return (left, right, top, bottom)
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def from_numpy(self, array):
+        return torch.tensor(array)
+
+    def to_numpy(self, x):
+        return x.detach().cpu().numpy()
+
+    def is_native(self, x):
+        return isinstance(x, torch.Tensor)
+
+    def dtype(self, x):
+        return np.dtype(str(x.dtype).removeprefix("torch."))
+
+    def cast(self, x, dtype):
+        return x.to(getattr(torch, np.dtype(dtype).name))
+
+    def reshape(self, x, shape):
+        return torch.reshape(x, shape)
+
+    def transpose(self, x, axes):
+        return torch.permute(x, axes)
+
+    def stack(self, xs, axis):
+        return torch.stack(list(xs), dim=axis)
+
+    def concat(self, xs, axis):
+        return torch.cat(list(xs), dim=axis)
+
+    def matmul(self, a, b):
+        return torch.matmul(a, b)
+
+    def reduce_sum(self, x, axis, keepdims):
+        return torch.sum(x) if axis is None else torch.sum(x, dim=axis, keepdim=keepdims)
+
+    def abs(self, x):
+        return torch.abs(x)
+
+    def conv2d(self, x, w, bias, stride, pads):
+        (top, bottom), (left, right) = pads
+        if top == bottom and left == right:
+            return F.conv2d(x, w, bias, stride, (top, left))
+        return F.conv2d(F.pad(x, _torch_pad(pads)), w, bias, stride)
+
+    def max_pool(self, x, window, stride, pads):
+        return F.max_pool2d(F.pad(x, _torch_pad(pads), value=-np.inf), window, stride)
+
+    def avg_pool(self, x, window, stride, pads):
+        return F.avg_pool2d(F.pad(x, _torch_pad(pads)), window, stride)
+
+    def value_and_grad(self, fn, argnums):
+        def wrapped(*args):
+            args = list(args)
+            for i in argnums:
+                args[i] = args[i].detach().clone().requires_grad_(True)
+            with torch.enable_grad():
+                value = fn(*args)
+                grads = torch.autograd.grad(value, [args[i] for i in argnums], allow_unused=True)
+            grads = tuple(torch.zeros_like(args[i]) if g is None else g for i, g in zip(argnums, grads))
+            return value.detach(), grads
+
+        return wrapped
+
+
+BACKEND = TorchBackend()

@@ -1,0 +1,140 @@
+"""Which framework runs the operators: the registry, the selection rules, the backend interface.
+
+Precedence, highest first: an explicit namespace (``from d2lconv import jax as d2l``) or a
+``use_backend(...)`` context (per thread) > ``set_backend(...)`` (process-wide) > the
+``D2LCONV_BACKEND`` environment variable > the first installed of torch, jax, tensorflow, mxnet,
+else the NumPy reference backend.
+
+``import d2lconv`` imports no framework: a backend module, and with it its framework, is imported
+the first time that backend is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import os
+import threading
+from dataclasses import dataclass
+
+ENV_VAR = "D2LCONV_BACKEND"
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What is known about a backend without importing its framework."""
+
+    name: str
+    modules: tuple[str, ...]  # importable modules the backend needs
+    extra: str  # the pip extra that installs them
+    tensor_modules: tuple[str, ...]  # top-level modules whose types are this framework's tensors
+
+
+BACKENDS = {
+    "torch": BackendInfo("torch", ("torch",), "torch", ("torch",)),
+    "jax": BackendInfo("jax", ("jax", "flax"), "jax", ("jax", "jaxlib")),
+    "tensorflow": BackendInfo("tensorflow", ("tensorflow",), "tensorflow", ("tensorflow", "keras")),
+    "mxnet": BackendInfo("mxnet", ("mxnet",), "mxnet", ("mxnet",)),
+    "numpy": BackendInfo("numpy", ("numpy",), "", ("numpy",)),
+}
+ALIASES = {"pytorch": "torch", "tf": "tensorflow", "mx": "mxnet", "np": "numpy"}
+DEFAULT_ORDER = ("torch", "jax", "tensorflow", "mxnet", "numpy")
+
+_loaded: dict[str, object] = {}
+_global_name: str | None = None
+_local = threading.local()
+
+
+def framework_of(x) -> str | None:
+    """The backend whose framework made tensor ``x``, from its type's module (no import)."""
+    module = type(x).__module__.split(".")[0]
+    return next((b.name for b in BACKENDS.values() if module in b.tensor_modules), None)
+
+
+def canonical_name(name: str) -> str:
+    """The registry name for ``name`` or one of its aliases; ValueError for unknown names."""
+    if not isinstance(name, str):
+        raise TypeError(f"backend name must be a str, got {type(name).__name__}")
+    key = name.strip().lower()
+    key = ALIASES.get(key, key)
+    if key not in BACKENDS:
+        known = ", ".join(sorted(set(BACKENDS) | set(ALIASES)))
+        raise ValueError(
+            f"unknown backend {name!r}; known names: {known}. "
+            f"Installed here: {', '.join(available_backends())}"
+        )
+    return key
+
+
+def _installed(info: BackendInfo) -> bool:
+    return all(importlib.util.find_spec(module) is not None for module in info.modules)
+
+
+def available_backends() -> list[str]:
+    """Names of the backends whose frameworks are installed, in default order (no import)."""
+    return [name for name in DEFAULT_ORDER if _installed(BACKENDS[name])]
+
+
+def _check_installed(name: str) -> None:
+    info = BACKENDS[name]
+    if not _installed(info):
+        raise ModuleNotFoundError(
+            f"backend {name!r} needs {' and '.join(info.modules)}, which is not installed; "
+            f'install it with: pip install "d2lconv[{info.extra}]". '
+            f"Installed backends: {', '.join(available_backends())}"
+        )
+
+
+def load(name: str):
+    """The backend object for ``name``, importing its module (and framework) on first use."""
+    name = canonical_name(name)
+    if name not in _loaded:
+        _check_installed(name)
+        module = importlib.import_module(f"d2lconv.backends.{name}")
+        _loaded[name] = module.BACKEND
+    return _loaded[name]
+
+
+def set_backend(name: str) -> None:
+    """Make ``name`` the process-wide backend (a ``use_backend`` context still wins)."""
+    global _global_name
+    name = canonical_name(name)
+    _check_installed(name)
+    _global_name = name
+
+
+def _default_name() -> str:
+    from_env = os.environ.get(ENV_VAR, "").strip()
+    if from_env:
+        try:
+            return canonical_name(from_env)
+        except ValueError as error:
+            raise ValueError(f"{ENV_VAR}={from_env!r}: {error}") from None
+    return available_backends()[0]
+
+
+def get_backend() -> str:
+    """The name of the backend in force in this thread."""
+    stack = getattr(_local, "stack", None)
+    if stack:
+        return stack[-1]
+    return _global_name or _default_name()
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """Use ``name`` inside the ``with`` block, in this thread only; restores the previous one."""
+    name = canonical_name(name)
+    _check_installed(name)
+    stack = _local.__dict__.setdefault("stack", [])
+    stack.append(name)
+    try:
+        yield load(name)
+    finally:
+        stack.pop()
+
+
+def current():
+    """The backend object in force in this thread."""
+    return load(get_backend())

@@ -1,0 +1,83 @@
+"""What a backend module translates. Arguments arrive already checked and normalised.
+
+A backend file in ``backends/`` defines a subclass of :class:`Backend` and an instance named
+``BACKEND``. Layout everywhere: NCHW activations, OIHW kernels. Padding arrives as explicit pairs
+``((top, bottom), (left, right))`` and strides as ``(sh, sw)``; pooling windows never lie wholly in
+padding. Tensor helpers default to a NumPy-like array namespace ``xp`` (NumPy, jax.numpy,
+mxnet.np); frameworks with other spellings override them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Backend:
+    """One framework's translation of the d2lconv operators."""
+
+    name: str = ""
+    #: True where gradients exist (every framework, not the NumPy reference)
+    differentiable: bool = True
+    xp = np
+
+    # --- conversion -------------------------------------------------------------------------
+    def from_numpy(self, array: np.ndarray):
+        """A native tensor holding a copy of ``array``, with its dtype."""
+        return self.xp.array(array, dtype=array.dtype)
+
+    def to_numpy(self, x) -> np.ndarray:
+        return np.asarray(x)
+
+    def is_native(self, x) -> bool:
+        """True for this framework's own tensors, which pass through unconverted."""
+        raise NotImplementedError
+
+    def shape(self, x) -> tuple[int, ...]:
+        return tuple(int(n) for n in x.shape)
+
+    def dtype(self, x) -> np.dtype:
+        return np.dtype(x.dtype)
+
+    def cast(self, x, dtype: np.dtype):
+        return x.astype(dtype)
+
+    # --- tensor helpers ---------------------------------------------------------------------
+    def reshape(self, x, shape):
+        return self.xp.reshape(x, shape)
+
+    def transpose(self, x, axes):
+        return self.xp.transpose(x, axes)
+
+    def stack(self, xs, axis):
+        return self.xp.stack(xs, axis=axis)
+
+    def concat(self, xs, axis):
+        return self.xp.concatenate(xs, axis=axis)
+
+    def matmul(self, a, b):
+        return self.xp.matmul(a, b)
+
+    def reduce_sum(self, x, axis, keepdims):
+        return self.xp.sum(x, axis=axis, keepdims=keepdims)
+
+    def abs(self, x):
+        return self.xp.abs(x)
+
+    # --- operators --------------------------------------------------------------------------
+    def conv2d(self, x, w, bias, stride, pads):
+        """Cross-correlation of NCHW ``x`` with OIHW ``w``, plus ``bias`` of shape (O,) if given."""
+        raise NotImplementedError(f"backend {self.name!r} does not implement conv2d")
+
+    def max_pool(self, x, window, stride, pads):
+        """Max over each window of NCHW ``x``; padded cells are -inf."""
+        raise NotImplementedError(f"backend {self.name!r} does not implement max pooling")
+
+    def avg_pool(self, x, window, stride, pads):
+        """Sum over each window of NCHW ``x`` divided by the window's area; padded cells are 0."""
+        raise NotImplementedError(f"backend {self.name!r} does not implement average pooling")
+
+    def value_and_grad(self, fn, argnums: tuple[int, ...]):
+        """A function returning ``(fn(*args), (d fn / d args[i] for i in argnums))``."""
+        raise NotImplementedError(
+            f"backend {self.name!r} computes no gradients; choose torch, tensorflow, jax or mxnet"
+        )
