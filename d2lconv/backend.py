@@ -91,6 +91,12 @@ def load(name: str):
     name = canonical_name(name)
     if name not in _loaded:
         _check_installed(name)
+        if importlib.util.find_spec("d2lconv.backends") is None:
+            package = os.path.dirname(__file__)
+            raise ModuleNotFoundError(
+                f"d2lconv.backends is missing beside {package}: that is a source checkout that is "
+                "not installed; run `pip install -e .` in it, or import d2lconv from elsewhere"
+            )
         module = importlib.import_module(f"d2lconv.backends.{name}")
         _loaded[name] = module.BACKEND
     return _loaded[name]

@@ -1,8 +1,9 @@
 """Tensor helpers with d2l's names, returning the current backend's native tensors.
 
-Anything that is not already a native tensor (NumPy arrays, Python lists and numbers, another
-framework's tensors) is converted as by :func:`tensor`: floating data becomes float32 unless a
-dtype is given, integers int64 (int32 on JAX without 64-bit mode), booleans stay booleans.
+:func:`tensor` makes a tensor from data (NumPy arrays, Python lists and numbers, another
+framework's tensors): floating data becomes float32 unless a dtype is given, integers int64
+(int32 on JAX without 64-bit mode), booleans stay booleans. Operators pass native tensors through
+unchanged and convert anything else as :func:`tensor` does.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def native(x, name: str = "x"):
 def tensor(data, dtype=None, *, name: str = "data"):
     """A native tensor holding ``data``; see the module docstring for the default dtype."""
     b = backend.current()
-    if b.is_native(data):
+    if b.is_native(data) and not isinstance(data, np.ndarray):  # NumPy arrays are data everywhere
         return data if dtype is None else b.cast(data, resolve_dtype(dtype))
     array = numpy_of(data, name)
     dtype = _default_dtype(array, name) if dtype is None else resolve_dtype(dtype)

@@ -1,0 +1,92 @@
+"""Gradients of a scalar loss through corr2d, conv2d and pool2d against the float64 reference.
+
+The reference gradient is a central difference of the NumPy reference in float64. The operators
+are linear (conv) or piecewise linear (pooling) in each input, so the difference is exact up to
+rounding as long as no max changes place, which random normal inputs make vanishingly unlikely.
+"""
+
+import numpy as np
+import pytest
+
+import d2lconv
+from conftest import BACKEND, assert_close
+from d2lconv import reference
+
+
+def numeric_grad(loss, x, eps=1e-6):
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        step = np.zeros_like(x)
+        step[index] = eps
+        grad[index] = (loss(x + step) - loss(x - step)) / (2 * eps)
+    return grad
+
+
+def _data(seed, *shape):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32).astype(np.float64)
+
+
+def test_corr2d_gradient_wrt_input_and_kernel(d2l, needs_autodiff):
+    X, K, G = _data(0, 5, 6), _data(1, 2, 3), _data(2, 4, 4)
+    loss, (gX, gK) = d2l.value_and_grad(
+        lambda x, k: d2l.reduce_sum(d2l.corr2d(x, k) * d2l.tensor(G)), argnums=(0, 1)
+    )(d2l.tensor(X), d2l.tensor(K))
+    assert_close(loss, (reference.corr2d(X, K) * G).sum())
+    assert_close(gX, numeric_grad(lambda x: (reference.corr2d(x, K) * G).sum(), X))
+    assert_close(gK, numeric_grad(lambda k: (reference.corr2d(X, k) * G).sum(), K))
+
+
+@pytest.mark.parametrize("padding, stride", [(0, 1), (1, 2), (((0, 2), (1, 0)), (2, 1)), ("same", 1)])
+def test_conv2d_gradient_wrt_input_weight_and_bias(d2l, needs_autodiff, padding, stride):
+    X, W, bias = _data(3, 2, 2, 5, 6), _data(4, 3, 2, 3, 2), _data(5, 3)
+    pads = {0: ((0, 0),) * 2, 1: ((1, 1),) * 2, "same": ((1, 1), (0, 1))}.get(padding, padding)
+    strides = (stride, stride) if isinstance(stride, int) else stride
+
+    def ref(x, w, b):
+        return reference.conv2d(x, w, b, strides, pads)
+
+    G = _data(6, *ref(X, W, bias).shape)
+    fn = lambda x, w, b: d2l.reduce_sum(d2l.conv2d(x, w, b, stride, padding) * d2l.tensor(G))  # noqa: E731
+    loss, (gX, gW, gb) = d2l.value_and_grad(fn, argnums=(0, 1, 2))(
+        d2l.tensor(X), d2l.tensor(W), d2l.tensor(bias)
+    )
+    assert_close(loss, (ref(X, W, bias) * G).sum(), tol=1e-4)  # a sum of 90 float32 terms
+    assert_close(gX, numeric_grad(lambda x: (ref(x, W, bias) * G).sum(), X))
+    assert_close(gW, numeric_grad(lambda w: (ref(X, w, bias) * G).sum(), W))
+    assert_close(gb, numeric_grad(lambda b: (ref(X, W, b) * G).sum(), bias))
+
+
+@pytest.mark.parametrize(
+    "mode, padding, stride, count_include_pad",
+    [("max", 0, None, True), ("max", 1, 2, True), ("avg", 1, 1, True), ("avg", ((1, 0), (0, 1)), 2, False)],
+)
+def test_pool2d_gradient(d2l, needs_autodiff, mode, padding, stride, count_include_pad):
+    X = -np.abs(_data(7, 1, 2, 5, 5))  # all negative: -inf padding, never zero padding, for max
+    pads = {0: ((0, 0),) * 2, 1: ((1, 1),) * 2}.get(padding, padding)
+    strides = (stride or 2,) * 2
+
+    def ref(x):
+        return reference.pool2d(x, (2, 2), strides, pads, mode, count_include_pad)
+
+    G = _data(8, *ref(X).shape)
+    loss, gX = d2l.value_and_grad(
+        lambda x: d2l.reduce_sum(d2l.pool2d(x, 2, mode, stride, padding, count_include_pad) * d2l.tensor(G))
+    )(d2l.tensor(X))
+    assert_close(loss, (ref(X) * G).sum())
+    assert_close(gX, numeric_grad(lambda x: (ref(x) * G).sum(), X))
+
+
+def test_value_and_grad_on_the_numpy_backend_says_why_not():
+    if "numpy" not in d2lconv.available_backends():
+        pytest.skip("numpy backend not installed")
+    with pytest.raises(NotImplementedError, match="numpy.*no gradients"):
+        d2lconv.numpy.value_and_grad(lambda x: x.sum())
+
+
+@pytest.mark.skipif(BACKEND == "numpy", reason="the numpy backend has no gradients")
+def test_value_and_grad_keeps_its_backend_outside_the_namespace(d2l):
+    grad_fn = d2l.value_and_grad(lambda x: d2l.reduce_sum(d2l.abs(x)))
+    with d2lconv.use_backend("numpy"):
+        value, grad = grad_fn(np.array([-1.0, 2.0], np.float32))
+    assert_close(value, 3.0)
+    assert_close(grad, [-1.0, 1.0])
