@@ -7,11 +7,25 @@ rather than a silent float32. Convolutions ask for full precision so GPUs do not
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from jax import lax
 
 from d2lconv.interface import Backend
+from d2lconv.layers import LayerModule, run
 
 NCHW = ("NCHW", "OIHW", "NCHW")
+
+
+class Module(LayerModule, nnx.Module):
+    """A d2lconv layer as a Flax NNX module: ``nnx.Param`` attributes, child modules by name."""
+
+    backend_name = "jax"
+
+    def __init__(self, layer):
+        self.d2l_layer = layer
+
+    def __call__(self, x):
+        return run(self, x)
 
 
 class JaxBackend(Backend):
@@ -31,6 +45,9 @@ class JaxBackend(Backend):
     def is_native(self, x):
         return isinstance(x, jax.Array)
 
+    def sigmoid(self, x):
+        return jax.nn.sigmoid(x)
+
     def conv2d(self, x, w, bias, stride, pads):
         y = lax.conv_general_dilated(
             x, w, stride, pads, dimension_numbers=NCHW, precision=lax.Precision.HIGHEST
@@ -38,8 +55,9 @@ class JaxBackend(Backend):
         return y if bias is None else y + bias[None, :, None, None]
 
     def _pool(self, x, init, op, window, stride, pads):
+        # a NumPy init value stays concrete under jit, so JAX sees a differentiable max/sum monoid
         return lax.reduce_window(
-            x, jnp.asarray(init, x.dtype), op, (1, 1, *window), (1, 1, *stride), ((0, 0), (0, 0), *pads)
+            x, np.array(init, x.dtype), op, (1, 1, *window), (1, 1, *stride), ((0, 0), (0, 0), *pads)
         )
 
     def max_pool(self, x, window, stride, pads):
@@ -50,6 +68,32 @@ class JaxBackend(Backend):
 
     def value_and_grad(self, fn, argnums):
         return jax.value_and_grad(fn, argnums=argnums)
+
+    def cross_entropy(self, logits, labels):
+        log_probs = jax.nn.log_softmax(logits, axis=1)
+        return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], axis=1))
+
+    Module = Module
+
+    def new_param(self, name, array):
+        return nnx.Param(jnp.asarray(array))
+
+    def value(self, param):
+        return param[...]
+
+    def assign(self, param, value):
+        param[...] = jnp.asarray(value, param[...].dtype)
+
+    def model_value_and_grad(self, loss_fn):
+        """Compiled once with nnx.jit; gradients keyed by the parameters' attribute paths."""
+        step = nnx.jit(nnx.value_and_grad(loss_fn))
+
+        def wrapped(model, params, *args):
+            loss, grads = step(model, *args)
+            flat = {".".join(map(str, path)): value[...] for path, value in nnx.to_flat_state(grads)}
+            return loss, {name: flat[name] for name in params}
+
+        return wrapped
 
 
 BACKEND = JaxBackend()

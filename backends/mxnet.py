@@ -7,9 +7,10 @@ constant -inf mask over the padded cells instead.
 
 import mxnet as mx
 import numpy as np
-from mxnet import autograd, npx
+from mxnet import autograd, gluon, npx
 
 from d2lconv.interface import Backend
+from d2lconv.layers import LayerModule, run
 
 npx.set_np()
 mnp = mx.np
@@ -29,6 +30,19 @@ def _neg_inf_mask(size, pads, dtype):
     return mnp.array(mask, dtype=dtype)
 
 
+class Module(LayerModule, gluon.Block):
+    """A d2lconv layer as a Gluon ``Block``: parameters and children registered with Gluon."""
+
+    backend_name = "mxnet"
+
+    def __init__(self, layer):
+        gluon.Block.__init__(self)
+        self.d2l_layer = layer
+
+    def forward(self, x):
+        return run(self, x)
+
+
 class MxnetBackend(Backend):
     name = "mxnet"
     xp = mnp
@@ -38,6 +52,9 @@ class MxnetBackend(Backend):
 
     def is_native(self, x):
         return isinstance(x, mnp.ndarray)
+
+    def sigmoid(self, x):
+        return npx.sigmoid(x)
 
     def conv2d(self, x, w, bias, stride, pads):
         (top, bottom), (left, right) = pads
@@ -69,6 +86,41 @@ class MxnetBackend(Backend):
                 value = fn(*args)
             value.backward()
             return value, tuple(args[i].grad for i in argnums)
+
+        return wrapped
+
+    def cross_entropy(self, logits, labels):
+        return -npx.pick(npx.log_softmax(logits, axis=1), labels, axis=1).mean()
+
+    Module = Module
+
+    def add_param(self, module, name, array):
+        param = module.params.get(name, shape=array.shape, dtype=array.dtype, init=mx.init.Zero())
+        param.initialize()
+        param.set_data(mnp.array(array, dtype=array.dtype))
+        module._reg_params[name] = param
+
+    def param(self, module, name):
+        return module._reg_params.get(name)
+
+    def value(self, param):
+        return param.data()
+
+    def assign(self, param, value):
+        param.set_data(value if isinstance(value, mnp.ndarray) else mnp.array(value, dtype=value.dtype))
+
+    def add_child(self, module, name, child):
+        module.register_child(child, name)
+
+    def child(self, module, name):
+        return module._children[name]
+
+    def model_value_and_grad(self, loss_fn):
+        def wrapped(model, params, *args):
+            with autograd.record():
+                loss = loss_fn(model, *args)
+            loss.backward()
+            return loss, {name: p.grad().copy() for name, p in params.items()}
 
         return wrapped
 

@@ -9,12 +9,26 @@ import numpy as np
 import tensorflow as tf
 
 from d2lconv.interface import Backend
+from d2lconv.layers import LayerModule, run
 
 TO_NHWC, TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 
 
 def _pad_nhwc(x, pads, value):
     return tf.pad(x, [[0, 0], *pads, [0, 0]], constant_values=value)
+
+
+class Module(LayerModule, tf.Module):
+    """A d2lconv layer as a ``tf.Module``: variables and children are tracked attributes."""
+
+    backend_name = "tensorflow"
+
+    def __init__(self, layer):
+        tf.Module.__init__(self, name=layer.kind.lower())
+        self.d2l_layer = layer
+
+    def __call__(self, x):
+        return run(self, x)
 
 
 class TensorflowBackend(Backend):
@@ -56,6 +70,9 @@ class TensorflowBackend(Backend):
     def abs(self, x):
         return tf.abs(x)
 
+    def sigmoid(self, x):
+        return tf.sigmoid(x)
+
     def conv2d(self, x, w, bias, stride, pads):
         y = tf.nn.conv2d(
             tf.transpose(x, TO_NHWC),
@@ -87,6 +104,29 @@ class TensorflowBackend(Backend):
                 value, [args[i] for i in argnums], unconnected_gradients=tf.UnconnectedGradients.ZERO
             )
             return value, tuple(grads)
+
+        return wrapped
+
+    def cross_entropy(self, logits, labels):
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        return tf.reduce_mean(losses)
+
+    Module = Module
+
+    def new_param(self, name, array):
+        return tf.Variable(array, name=name)
+
+    def assign(self, param, value):
+        param.assign(tf.cast(value, param.dtype))
+
+    def model_value_and_grad(self, loss_fn):
+        def wrapped(model, params, *args):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(model, *args)
+            grads = tape.gradient(
+                loss, list(params.values()), unconnected_gradients=tf.UnconnectedGradients.ZERO
+            )
+            return loss, dict(zip(params, grads))
 
         return wrapped
 

@@ -5,12 +5,29 @@ import torch
 import torch.nn.functional as F
 
 from d2lconv.interface import Backend
+from d2lconv.layers import LayerModule, run
 
 
 def _torch_pad(pads):
     """((top, bottom), (left, right)) in F.pad's order: last axis first."""
     (top, bottom), (left, right) = pads
     return (left, right, top, bottom)
+
+
+class Module(LayerModule, torch.nn.Module):
+    """A d2lconv layer as a ``torch.nn.Module``; children and parameters are registered attributes."""
+
+    backend_name = "torch"
+
+    def __init__(self, layer):
+        torch.nn.Module.__init__(self)
+        self.d2l_layer = layer
+
+    def forward(self, x):
+        return run(self, x)
+
+    def _get_name(self):  # what repr() shows
+        return self.d2l_layer.kind
 
 
 class TorchBackend(Backend):
@@ -52,6 +69,9 @@ class TorchBackend(Backend):
     def abs(self, x):
         return torch.abs(x)
 
+    def sigmoid(self, x):
+        return torch.sigmoid(x)
+
     def conv2d(self, x, w, bias, stride, pads):
         (top, bottom), (left, right) = pads
         if top == bottom and left == right:
@@ -74,6 +94,29 @@ class TorchBackend(Backend):
                 grads = torch.autograd.grad(value, [args[i] for i in argnums], allow_unused=True)
             grads = tuple(torch.zeros_like(args[i]) if g is None else g for i, g in zip(argnums, grads))
             return value.detach(), grads
+
+        return wrapped
+
+    def cross_entropy(self, logits, labels):
+        return F.cross_entropy(logits, labels.long())
+
+    Module = Module
+
+    def new_param(self, name, array):
+        return torch.nn.Parameter(torch.tensor(array))
+
+    def assign(self, param, value):
+        with torch.no_grad():
+            param.copy_(torch.as_tensor(value))
+
+    def model_value_and_grad(self, loss_fn):
+        def wrapped(model, params, *args):
+            with torch.enable_grad():
+                loss = loss_fn(model, *args)
+                grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+            return loss.detach(), {
+                name: torch.zeros_like(p) if g is None else g for (name, p), g in zip(params.items(), grads)
+            }
 
         return wrapped
 

@@ -17,7 +17,21 @@ from d2lconv.ops import (
     pool2d,
     value_and_grad,
 )
+from d2lconv.layers import (
+    AvgPool2d,
+    Conv2D,
+    Flatten,
+    LazyConv2d,
+    LazyLinear,
+    MaxPool2d,
+    Sequential,
+    Sigmoid,
+    layer_summary,
+)
+from d2lconv.models import LeNet
+from d2lconv.params import get_params, load_params, save_params, set_params
 from d2lconv.random import seed
+from d2lconv.training import accuracy, cross_entropy, sgd
 from d2lconv.tensors import (
     abs,
     arange,
@@ -43,6 +57,9 @@ from d2lconv.tensors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AvgPool2d", "Conv2D", "Flatten", "LazyConv2d", "LazyLinear", "LeNet", "MaxPool2d", "Sequential",
+    "Sigmoid", "accuracy", "cross_entropy", "get_params", "layer_summary", "load_params",
+    "save_params", "set_params", "sgd",
     "abs", "arange", "available_backends", "comp_conv2d", "concat", "conv2d", "corr2d",
     "corr2d_multi_in", "corr2d_multi_in_out", "corr2d_multi_in_out_1x1", "float32", "float64",
     "get_backend", "int32", "int64", "matmul", "normal", "ones", "pool2d", "rand", "reduce_sum",

@@ -63,6 +63,9 @@ class Backend:
     def abs(self, x):
         return self.xp.abs(x)
 
+    def sigmoid(self, x):
+        return 1 / (1 + self.xp.exp(-x))
+
     # --- operators --------------------------------------------------------------------------
     def conv2d(self, x, w, bias, stride, pads):
         """Cross-correlation of NCHW ``x`` with OIHW ``w``, plus ``bias`` of shape (O,) if given."""
@@ -78,6 +81,46 @@ class Backend:
 
     def value_and_grad(self, fn, argnums: tuple[int, ...]):
         """A function returning ``(fn(*args), (d fn / d args[i] for i in argnums))``."""
+        raise NotImplementedError(
+            f"backend {self.name!r} computes no gradients; choose torch, tensorflow, jax or mxnet"
+        )
+
+    def cross_entropy(self, logits, labels):
+        """Mean over the batch of -log softmax(logits)[label]; ``labels`` are integer class ids."""
+        raise NotImplementedError(f"backend {self.name!r} does not implement cross_entropy")
+
+    # --- modules and parameters -------------------------------------------------------------
+    #: the framework's native module class wrapping a d2lconv layer (see d2lconv.layers)
+    Module = None
+
+    def new_param(self, name: str, array: np.ndarray):
+        """A native trainable parameter holding a copy of ``array``."""
+        raise NotImplementedError(f"backend {self.name!r} has no trainable parameters")
+
+    def add_param(self, module, name: str, array: np.ndarray) -> None:
+        setattr(module, name, self.new_param(name, array))
+
+    def param(self, module, name: str):
+        """The native parameter ``name`` of ``module``, or None before the module is built."""
+        return getattr(module, name, None)
+
+    def value(self, param):
+        """The tensor a parameter holds, as operators take it."""
+        return param
+
+    def assign(self, param, value) -> None:
+        """Overwrite a parameter in place with a NumPy array or a native tensor."""
+        raise NotImplementedError(f"backend {self.name!r} has no trainable parameters")
+
+    def add_child(self, module, name: str, child) -> None:
+        setattr(module, name, child)
+
+    def child(self, module, name: str):
+        return getattr(module, name)
+
+    def model_value_and_grad(self, loss_fn):
+        """A function of ``(model, params, *args)`` returning ``(loss_fn(model, *args), grads)``,
+        ``grads`` keyed like ``params`` (canonical name -> native parameter of ``model``)."""
         raise NotImplementedError(
             f"backend {self.name!r} computes no gradients; choose torch, tensorflow, jax or mxnet"
         )

@@ -11,6 +11,7 @@ import numpy as np
 
 from d2lconv import args, backend
 from d2lconv.tensors import native
+from d2lconv.training import model_value_and_grad
 
 
 def _natives(op: str, **named):
@@ -153,7 +154,9 @@ def value_and_grad(fn, argnums=0):
 
     ``fn`` returns a scalar tensor. The returned function gives ``(value, grad)`` for an integer
     ``argnums`` and ``(value, (grads...))`` for a tuple, on every backend with autodiff. The
-    backend in force now is the one the returned function uses.
+    backend in force now is the one the returned function uses. When the first argument is a
+    d2lconv model, ``fn(model, *args)`` is differentiated with respect to the model's parameters
+    and the gradients come as a dict keyed like :func:`d2lconv.get_params`.
     """
     single = isinstance(argnums, int)
     nums = (argnums,) if single else tuple(argnums)
@@ -162,7 +165,11 @@ def value_and_grad(fn, argnums=0):
     if not b.differentiable:
         return b.value_and_grad(fn, nums)  # raises the backend's clear NotImplementedError
 
+    model_grad = model_value_and_grad(fn)
+
     def wrapped(*inputs):
+        if inputs and hasattr(inputs[0], "d2l_layer"):  # fn(model, *args): gradients by parameter name
+            return model_grad(*inputs)
         with backend.use_backend(name):
             inputs = [native(x, f"argument {i}") if i in nums else x for i, x in enumerate(inputs)]
             value, grads = b.value_and_grad(fn, nums)(*inputs)

@@ -1,0 +1,287 @@
+"""Layers: described once here, wrapped by each backend in its framework's native module class.
+
+A :class:`Layer` says which parameters a layer has, how they are initialised (always from a NumPy
+generator, so equal seeds give equal weights on every backend) and how the forward pass is
+computed with d2lconv's operators. A backend's ``Module`` class (a torch ``nn.Module``, a
+``tf.Module``, a Flax NNX module, a Gluon block) holds one layer, its native parameters and its
+child modules, and calls :func:`run` to compute. Parameters are created on the first call from
+the input's shape (lazy, as ``nn.LazyConv2d``), in forward order.
+
+Layout: NCHW in and out; conv weights OIHW, dense weights (out, in); flatten in C-H-W order.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from d2lconv import args, backend, ops
+from d2lconv.random import generator
+from d2lconv.tensors import native
+
+
+def uniform_fan_in(rng: np.random.Generator, shape, fan_in: int) -> np.ndarray:
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): the default of torch's Linear and Conv2d layers."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return rng.uniform(-bound, bound, shape).astype(np.float32)
+
+
+def xavier_uniform(rng: np.random.Generator, shape) -> np.ndarray:
+    """Glorot/Xavier uniform for OIHW or (out, in) weights, as torch.nn.init.xavier_uniform_."""
+    receptive = int(np.prod(shape[2:]))
+    fan_in, fan_out = shape[1] * receptive, shape[0] * receptive
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-bound, bound, shape).astype(np.float32)
+
+
+INITS = ("default", "xavier")
+
+
+class Layer:
+    """A framework-agnostic layer: its parameters' initial values and its forward pass."""
+
+    kind = "Layer"  # the name summaries print, as torch's class names
+    param_names: tuple[str, ...] = ()
+    child_names: tuple[str, ...] = ()
+
+    def __init__(self, seed=None):
+        # an int seed or a shared Generator; None draws from the global one when built
+        self.rng = None if seed is None else generator(seed)
+
+    def initial_values(self, rng: np.random.Generator, in_shape) -> dict[str, np.ndarray]:
+        return {}
+
+    def apply(self, values: dict, x):
+        raise NotImplementedError
+
+
+class ScratchConv(Layer):
+    """The book's from-scratch layer (section 7.2.3): ``corr2d(x, weight) + bias`` on 2-D input."""
+
+    kind = "Conv2D"
+    param_names = ("weight", "bias")
+
+    def __init__(self, kernel_size, seed=None):
+        super().__init__(seed)
+        self.kernel = args.int_pair(kernel_size, "kernel_size")
+
+    def initial_values(self, rng, in_shape):
+        return {"weight": rng.random(self.kernel).astype(np.float32), "bias": np.zeros(1, np.float32)}
+
+    def apply(self, values, x):
+        return ops.corr2d(x, values["weight"]) + values["bias"]
+
+
+class Conv(Layer):
+    """``LazyConv2d``: input channels taken from the first input."""
+
+    kind = "Conv2d"
+
+    def __init__(self, out_channels, kernel_size, stride=1, padding=0, bias=True, init="default", seed=None):
+        super().__init__(seed)
+        self.out_channels = args.int_pair(out_channels, "out_channels")[0]
+        self.kernel = args.int_pair(kernel_size, "kernel_size")
+        self.stride = args.stride_pair(stride)
+        self.padding = args.padding_pairs(padding, self.kernel, self.stride)
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        self.init = init
+        self.param_names = ("weight", "bias") if bias else ("weight",)
+
+    def initial_values(self, rng, in_shape):
+        args.check_rank(tuple(in_shape), (4,), "the input", "(N, C, H, W)", "LazyConv2d")
+        shape = (self.out_channels, in_shape[1], *self.kernel)
+        fan_in = int(np.prod(shape[1:]))
+        values = {"weight": xavier_uniform(rng, shape) if self.init == "xavier" else uniform_fan_in(rng, shape, fan_in)}
+        if "bias" in self.param_names:
+            values["bias"] = (
+                np.zeros(self.out_channels, np.float32) if self.init == "xavier"
+                else uniform_fan_in(rng, (self.out_channels,), fan_in)
+            )
+        return values
+
+    def apply(self, values, x):
+        return ops.conv2d(x, values["weight"], values.get("bias"), self.stride, self.padding)
+
+
+class Dense(Layer):
+    """``LazyLinear``: ``x @ weight.T + bias`` with weight (out, in), in taken from the first input."""
+
+    kind = "Linear"
+
+    def __init__(self, out_features, bias=True, init="default", seed=None):
+        super().__init__(seed)
+        self.out_features = args.int_pair(out_features, "out_features")[0]
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        self.init = init
+        self.param_names = ("weight", "bias") if bias else ("weight",)
+
+    def initial_values(self, rng, in_shape):
+        args.check_rank(tuple(in_shape), (2,), "the input", "(N, features)", "LazyLinear")
+        shape = (self.out_features, in_shape[1])
+        values = {"weight": xavier_uniform(rng, shape) if self.init == "xavier" else uniform_fan_in(rng, shape, shape[1])}
+        if "bias" in self.param_names:
+            values["bias"] = (
+                np.zeros(self.out_features, np.float32) if self.init == "xavier"
+                else uniform_fan_in(rng, (self.out_features,), shape[1])
+            )
+        return values
+
+    def apply(self, values, x):
+        b = backend.current()
+        y = b.matmul(x, b.transpose(values["weight"], (1, 0)))
+        return y + values["bias"] if "bias" in values else y
+
+
+class Pool(Layer):
+    """``MaxPool2d`` / ``AvgPool2d``: :func:`d2lconv.pool2d` as a layer."""
+
+    def __init__(self, mode, kernel_size, stride=None, padding=0, count_include_pad=True):
+        super().__init__()
+        self.kind = {"max": "MaxPool2d", "avg": "AvgPool2d"}[mode]
+        self.mode, self.window = mode, args.int_pair(kernel_size, "kernel_size")
+        self.stride = self.window if stride is None else args.stride_pair(stride)
+        self.padding = args.padding_pairs(padding, self.window, self.stride)
+        self.count_include_pad = count_include_pad
+
+    def apply(self, values, x):
+        return ops.pool2d(x, self.window, self.mode, self.stride, self.padding, self.count_include_pad)
+
+
+class SigmoidLayer(Layer):
+    kind = "Sigmoid"
+
+    def apply(self, values, x):
+        return backend.current().sigmoid(x)
+
+
+class FlattenLayer(Layer):
+    """(N, C, H, W) -> (N, C*H*W) in C-H-W order on every backend."""
+
+    kind = "Flatten"
+
+    def apply(self, values, x):
+        b = backend.current()
+        shape = b.shape(x)
+        return b.reshape(x, (shape[0], int(np.prod(shape[1:]))))
+
+
+class Container(Layer):
+    """A layer made of named children run in order (``Sequential``) or a named model."""
+
+    def __init__(self, kind: str, child_names, seed=None):
+        super().__init__(seed)
+        self.kind, self.child_names = kind, tuple(child_names)
+
+
+class LayerModule:
+    """Methods every backend's native ``Module`` class shares (mixed in before the framework's)."""
+
+    backend_name = ""
+
+    @property
+    def d2l_backend(self):
+        return backend.load(self.backend_name)
+
+    def layer_summary(self, X_shape):
+        """Print each layer's output shape for an input of ``X_shape``, as the book does."""
+        return layer_summary(self, X_shape)
+
+
+def run(module, x):
+    """Forward pass of a backend module: build missing parameters, then apply the layer."""
+    b = module.d2l_backend
+    layer = module.d2l_layer
+    with backend.use_backend(b.name):
+        x = native(x, f"{layer.kind}: input")
+        if layer.child_names:
+            for name in layer.child_names:
+                x = b.child(module, name)(x)
+            return x
+        if layer.param_names and b.param(module, layer.param_names[0]) is None:
+            rng = layer.rng or generator()
+            for name, value in layer.initial_values(rng, b.shape(x)).items():
+                b.add_param(module, name, value)
+        values = {name: b.value(b.param(module, name)) for name in layer.param_names}
+        return layer.apply(values, x)
+
+
+def make(layer: Layer, children=()):
+    """A native module of the current backend holding ``layer`` and its named children."""
+    b = backend.current()
+    if b.Module is None:
+        raise NotImplementedError(f"backend {b.name!r} has no layers")
+    module = b.Module(layer)
+    for name, child in children:
+        if getattr(child, "backend_name", None) != b.name:
+            raise TypeError(
+                f"{layer.kind}: child {name!r} must be a d2lconv layer of the {b.name} backend, got {type(child).__name__}"
+            )
+        b.add_child(module, name, child)
+    return module
+
+
+def leaves(module):
+    """The modules a summary lists: a model's ``net`` children, a Sequential's children."""
+    b, layer = module.d2l_backend, module.d2l_layer
+    if "net" in layer.child_names:
+        return leaves(b.child(module, "net"))
+    if layer.child_names:
+        return [b.child(module, name) for name in layer.child_names]
+    return [module]
+
+
+def layer_summary(model, X_shape):
+    """Print and return ``"<Layer> output shape:\\t <shape>"`` rows for an input of zeros."""
+    b = model.d2l_backend
+    with backend.use_backend(b.name):
+        X = b.from_numpy(np.zeros(tuple(X_shape), np.float32))
+        rows = []
+        for layer in leaves(model):
+            X = layer(X)
+            rows.append(f"{layer.d2l_layer.kind} output shape:\t {b.shape(X)}")
+            print(rows[-1])
+    return rows
+
+
+# --- the public constructors: each returns a native module of the current backend -------------
+
+
+def LazyConv2d(out_channels, kernel_size, stride=1, padding=0, bias=True, *, init="default", seed=None):
+    """A conv layer, NCHW in and out, OIHW weight; in_channels come from the first input."""
+    return make(Conv(out_channels, kernel_size, stride, padding, bias, init, seed))
+
+
+def LazyLinear(out_features, bias=True, *, init="default", seed=None):
+    """A dense layer with (out, in) weight; in_features come from the first input."""
+    return make(Dense(out_features, bias, init, seed))
+
+
+def MaxPool2d(kernel_size, stride=None, padding=0):
+    return make(Pool("max", kernel_size, stride, padding))
+
+
+def AvgPool2d(kernel_size, stride=None, padding=0, count_include_pad=True):
+    return make(Pool("avg", kernel_size, stride, padding, count_include_pad))
+
+
+def Sigmoid():
+    return make(SigmoidLayer())
+
+
+def Flatten():
+    """(N, C, H, W) -> (N, C*H*W), C-H-W order."""
+    return make(FlattenLayer())
+
+
+def Sequential(*modules):
+    """Modules run in order, named "0", "1", ... as torch's ``nn.Sequential``."""
+    names = [str(i) for i in range(len(modules))]
+    return make(Container("Sequential", names), zip(names, modules))
+
+
+def Conv2D(kernel_size, *, seed=None):
+    """The book's from-scratch ``Conv2D``: weight ~ U[0, 1) of the kernel's shape, bias 0, 2-D input."""
+    return make(ScratchConv(kernel_size, seed))

@@ -1,0 +1,64 @@
+"""The pieces of a training loop, written once: loss, accuracy, gradients of a model, SGD."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from d2lconv import backend
+from d2lconv.params import named_params, unbuilt_layers
+from d2lconv.tensors import native, numpy_of, tensor
+
+
+def _labels(labels, name="labels"):
+    array = numpy_of(labels, name)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be integer class ids, got dtype {array.dtype}")
+    return array
+
+
+def cross_entropy(logits, labels):
+    """Mean over the batch of ``-log softmax(logits)[label]``; labels are integer class ids."""
+    b = backend.current()
+    logits = native(logits, "cross_entropy: logits")
+    shape = b.shape(logits)
+    if len(shape) != 2:
+        raise ValueError(f"cross_entropy: logits must be 2-D (N, classes), got shape {shape}")
+    if not b.is_native(labels):
+        labels = tensor(_labels(labels, "cross_entropy: labels"))
+    if b.shape(labels) != shape[:1]:
+        raise ValueError(f"cross_entropy: labels must have shape ({shape[0]},), got {b.shape(labels)}")
+    return b.cross_entropy(logits, labels)
+
+
+def accuracy(logits, labels) -> float:
+    """The fraction of rows whose largest logit is at the label."""
+    predicted = numpy_of(logits, "accuracy: logits").argmax(axis=1)
+    return float((predicted == _labels(labels, "accuracy: labels")).mean())
+
+
+def model_value_and_grad(loss_fn):
+    """A function of ``(model, *args)`` giving ``(loss_fn(model, *args), {name: gradient})``,
+    names as :func:`get_params`; each backend's (compiled) gradient function is made once."""
+    per_backend = {}
+
+    def wrapped(model, *args):
+        b = model.d2l_backend
+        with backend.use_backend(b.name):
+            if unbuilt_layers(model):  # build lazily created parameters outside any trace
+                loss_fn(model, *args)
+            if b.name not in per_backend:
+                per_backend[b.name] = b.model_value_and_grad(loss_fn)
+            return per_backend[b.name](model, named_params(model), *args)
+
+    return wrapped
+
+
+def sgd(model, grads: dict, lr: float) -> None:
+    """One step of plain SGD in place: ``param -= lr * grads[name]`` for every parameter."""
+    params = named_params(model)
+    if set(grads) != set(params):
+        raise ValueError(f"sgd: grads must have the model's parameter names {sorted(params)}, got {sorted(grads)}")
+    b = model.d2l_backend
+    with backend.use_backend(b.name):
+        for name, param in params.items():
+            b.assign(param, b.value(param) - lr * native(grads[name], f"sgd: grads[{name!r}]"))
