@@ -4,6 +4,19 @@ import numpy as np
 
 from d2lconv import reference
 from d2lconv.interface import Backend
+from d2lconv.layers import LayerModule, run
+
+
+class Module(LayerModule):
+    """A d2lconv layer on the reference: plain attributes holding NumPy arrays, forward only."""
+
+    backend_name = "numpy"
+
+    def __init__(self, layer):
+        self.d2l_layer = layer
+
+    def __call__(self, x):
+        return run(self, x)
 
 
 class NumpyBackend(Backend):
@@ -21,6 +34,22 @@ class NumpyBackend(Backend):
 
     def avg_pool(self, x, window, stride, pads):
         return reference.pool2d(x, window, stride, pads, "avg").astype(x.dtype)
+
+    def sigmoid(self, x):
+        return 1 / (1 + np.exp(-x))
+
+    def cross_entropy(self, logits, labels):
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return -np.take_along_axis(log_probs, labels[:, None], axis=1).mean()
+
+    Module = Module
+
+    def new_param(self, name, array):
+        return np.array(array)
+
+    def assign(self, param, value):
+        param[...] = value
 
 
 BACKEND = NumpyBackend()

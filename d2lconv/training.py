@@ -23,7 +23,10 @@ def cross_entropy(logits, labels):
     shape = b.shape(logits)
     if len(shape) != 2:
         raise ValueError(f"cross_entropy: logits must be 2-D (N, classes), got shape {shape}")
-    if not b.is_native(labels):
+    if b.is_native(labels) and not isinstance(labels, np.ndarray):
+        if b.dtype(labels).kind not in "iu":
+            raise TypeError(f"cross_entropy: labels must be integer class ids, got dtype {b.dtype(labels)}")
+    else:
         labels = tensor(_labels(labels, "cross_entropy: labels"))
     if b.shape(labels) != shape[:1]:
         raise ValueError(f"cross_entropy: labels must have shape ({shape[0]},), got {b.shape(labels)}")
