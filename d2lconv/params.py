@@ -87,19 +87,23 @@ def set_params(model, params) -> None:
         b.assign(param, arrays[name].astype(dtype))
 
 
-def save_params(model, path) -> None:
-    """Write every parameter to the ``.npz`` file ``path``, atomically (no half-written file)."""
-    params = get_params(model)
+def save_npz(path, arrays: dict) -> None:
+    """Write ``arrays`` to the ``.npz`` file ``path`` atomically: complete, or not at all."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     handle, temporary = tempfile.mkstemp(suffix=".npz", dir=folder)
     try:
         with os.fdopen(handle, "wb") as file:
-            np.savez(file, **params)
+            np.savez(file, **arrays)
         os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)
         raise
+
+
+def save_params(model, path) -> None:
+    """Write every parameter to the ``.npz`` file ``path``, atomically (no half-written file)."""
+    save_npz(path, get_params(model))
 
 
 def load_params(model, path) -> None:
