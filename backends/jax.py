@@ -84,9 +84,10 @@ class JaxBackend(Backend):
     def assign(self, param, value):
         param[...] = jnp.asarray(value, param[...].dtype)
 
-    def model_value_and_grad(self, loss_fn):
+    def model_value_and_grad(self, loss_fn, compile):
         """Compiled once with nnx.jit; gradients keyed by the parameters' attribute paths."""
-        step = nnx.jit(nnx.value_and_grad(loss_fn))
+        step = nnx.value_and_grad(loss_fn)
+        step = nnx.jit(step) if compile else step
 
         def wrapped(model, params, *args):
             loss, grads = step(model, *args)

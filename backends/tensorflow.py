@@ -119,13 +119,17 @@ class TensorflowBackend(Backend):
     def assign(self, param, value):
         param.assign(tf.cast(value, param.dtype))
 
-    def model_value_and_grad(self, loss_fn):
-        def wrapped(model, params, *args):
+    def model_value_and_grad(self, loss_fn, compile):
+        def step(model, variables, *args):
             with tf.GradientTape() as tape:
                 loss = loss_fn(model, *args)
-            grads = tape.gradient(
-                loss, list(params.values()), unconnected_gradients=tf.UnconnectedGradients.ZERO
-            )
+            grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            return loss, grads
+
+        step = tf.function(step, reduce_retracing=True) if compile else step
+
+        def wrapped(model, params, *args):
+            loss, grads = step(model, list(params.values()), *args)
             return loss, dict(zip(params, grads))
 
         return wrapped

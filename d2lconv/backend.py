@@ -15,6 +15,7 @@ import contextlib
 import importlib
 import importlib.util
 import os
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -92,14 +93,26 @@ def load(name: str):
     if name not in _loaded:
         _check_installed(name)
         if importlib.util.find_spec("d2lconv.backends") is None:
-            package = os.path.dirname(__file__)
-            raise ModuleNotFoundError(
-                f"d2lconv.backends is missing beside {package}: that is a source checkout that is "
-                "not installed; run `pip install -e .` in it, or import d2lconv from elsewhere"
-            )
+            _load_checkout_backends()
         module = importlib.import_module(f"d2lconv.backends.{name}")
         _loaded[name] = module.BACKEND
     return _loaded[name]
+
+
+def _load_checkout_backends() -> None:
+    """Register a source checkout's top-level ``backends/`` as ``d2lconv.backends``.
+
+    Installs map it there (pyproject's package-dir); this covers ``d2lconv`` imported straight
+    from a checkout, e.g. ``python -m d2lconv...`` run in the repository root.
+    """
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "backends")
+    init = os.path.join(folder, "__init__.py")
+    if not os.path.exists(init):
+        raise ModuleNotFoundError(f"d2lconv.backends is missing: reinstall d2lconv (looked in {folder})")
+    spec = importlib.util.spec_from_file_location("d2lconv.backends", init, submodule_search_locations=[folder])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["d2lconv.backends"] = package
+    spec.loader.exec_module(package)
 
 
 def set_backend(name: str) -> None:

@@ -118,9 +118,10 @@ class Backend:
     def child(self, module, name: str):
         return getattr(module, name)
 
-    def model_value_and_grad(self, loss_fn):
+    def model_value_and_grad(self, loss_fn, compile: bool):
         """A function of ``(model, params, *args)`` returning ``(loss_fn(model, *args), grads)``,
-        ``grads`` keyed like ``params`` (canonical name -> native parameter of ``model``)."""
+        ``grads`` keyed like ``params`` (canonical name -> native parameter of ``model``);
+        compiled with the framework's compiler when ``compile`` is true and it has one."""
         raise NotImplementedError(
             f"backend {self.name!r} computes no gradients; choose torch, tensorflow, jax or mxnet"
         )

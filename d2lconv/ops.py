@@ -149,14 +149,15 @@ def comp_conv2d(conv2d_layer, X):
     return b.reshape(Y, b.shape(Y)[2:])
 
 
-def value_and_grad(fn, argnums=0):
+def value_and_grad(fn, argnums=0, *, compile=True):
     """``fn``'s value and its gradient with respect to positional arguments ``argnums``.
 
     ``fn`` returns a scalar tensor. The returned function gives ``(value, grad)`` for an integer
     ``argnums`` and ``(value, (grads...))`` for a tuple, on every backend with autodiff. The
     backend in force now is the one the returned function uses. When the first argument is a
     d2lconv model, ``fn(model, *args)`` is differentiated with respect to the model's parameters
-    and the gradients come as a dict keyed like :func:`d2lconv.get_params`.
+    and the gradients come as a dict keyed like :func:`d2lconv.get_params`; that step is
+    compiled (``nnx.jit``, ``tf.function``) where the framework compiles, unless ``compile=False``.
     """
     single = isinstance(argnums, int)
     nums = (argnums,) if single else tuple(argnums)
@@ -165,7 +166,7 @@ def value_and_grad(fn, argnums=0):
     if not b.differentiable:
         return b.value_and_grad(fn, nums)  # raises the backend's clear NotImplementedError
 
-    model_grad = model_value_and_grad(fn)
+    model_grad = model_value_and_grad(fn, compile)
 
     def wrapped(*inputs):
         if inputs and hasattr(inputs[0], "d2l_layer"):  # fn(model, *args): gradients by parameter name

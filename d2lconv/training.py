@@ -39,7 +39,7 @@ def accuracy(logits, labels) -> float:
     return float((predicted == _labels(labels, "accuracy: labels")).mean())
 
 
-def model_value_and_grad(loss_fn):
+def model_value_and_grad(loss_fn, compile=True):
     """A function of ``(model, *args)`` giving ``(loss_fn(model, *args), {name: gradient})``,
     names as :func:`get_params`; each backend's (compiled) gradient function is made once."""
     per_backend = {}
@@ -50,7 +50,7 @@ def model_value_and_grad(loss_fn):
             if unbuilt_layers(model):  # build lazily created parameters outside any trace
                 loss_fn(model, *args)
             if b.name not in per_backend:
-                per_backend[b.name] = b.model_value_and_grad(loss_fn)
+                per_backend[b.name] = b.model_value_and_grad(loss_fn, compile)
             return per_backend[b.name](model, named_params(model), *args)
 
     return wrapped
