@@ -73,61 +73,61 @@ class ScratchConv(Layer):
         return ops.corr2d(x, values["weight"]) + values["bias"]
 
 
-class Conv(Layer):
-    """``LazyConv2d``: input channels taken from the first input."""
+class Weighted(Layer):
+    """A lazy layer with a weight of shape (out, in, ...) and an optional bias of shape (out,).
 
-    kind = "Conv2d"
+    ``init="default"``: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as torch's layers;
+    ``init="xavier"``: Xavier-uniform weight and zero bias, as the book's ``init_cnn``.
+    """
 
-    def __init__(self, out_channels, kernel_size, stride=1, padding=0, bias=True, init="default", seed=None):
+    def __init__(self, out, bias, init, seed):
         super().__init__(seed)
-        self.out_channels = args.int_pair(out_channels, "out_channels")[0]
-        self.kernel = args.int_pair(kernel_size, "kernel_size")
-        self.stride = args.stride_pair(stride)
-        self.padding = args.padding_pairs(padding, self.kernel, self.stride)
+        self.out = args.int_pair(out, "out_channels" if self.kind == "Conv2d" else "out_features")[0]
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         self.init = init
         self.param_names = ("weight", "bias") if bias else ("weight",)
 
+    def weight_shape(self, in_shape) -> tuple[int, ...]:
+        raise NotImplementedError
+
     def initial_values(self, rng, in_shape):
-        args.check_rank(tuple(in_shape), (4,), "the input", "(N, C, H, W)", "LazyConv2d")
-        shape = (self.out_channels, in_shape[1], *self.kernel)
+        shape = self.weight_shape(tuple(in_shape))
         fan_in = int(np.prod(shape[1:]))
-        values = {"weight": xavier_uniform(rng, shape) if self.init == "xavier" else uniform_fan_in(rng, shape, fan_in)}
+        xavier = self.init == "xavier"
+        values = {"weight": xavier_uniform(rng, shape) if xavier else uniform_fan_in(rng, shape, fan_in)}
         if "bias" in self.param_names:
-            values["bias"] = (
-                np.zeros(self.out_channels, np.float32) if self.init == "xavier"
-                else uniform_fan_in(rng, (self.out_channels,), fan_in)
-            )
+            values["bias"] = np.zeros(self.out, np.float32) if xavier else uniform_fan_in(rng, (self.out,), fan_in)
         return values
+
+
+class Conv(Weighted):
+    """``LazyConv2d``: OIHW weight, input channels taken from the first input."""
+
+    kind = "Conv2d"
+
+    def __init__(self, out_channels, kernel_size, stride=1, padding=0, bias=True, init="default", seed=None):
+        super().__init__(out_channels, bias, init, seed)
+        self.kernel = args.int_pair(kernel_size, "kernel_size")
+        self.stride = args.stride_pair(stride)
+        self.padding = args.padding_pairs(padding, self.kernel, self.stride)
+
+    def weight_shape(self, in_shape):
+        args.check_rank(in_shape, (4,), "the input", "(N, C, H, W)", "LazyConv2d")
+        return (self.out, in_shape[1], *self.kernel)
 
     def apply(self, values, x):
         return ops.conv2d(x, values["weight"], values.get("bias"), self.stride, self.padding)
 
 
-class Dense(Layer):
+class Dense(Weighted):
     """``LazyLinear``: ``x @ weight.T + bias`` with weight (out, in), in taken from the first input."""
 
     kind = "Linear"
 
-    def __init__(self, out_features, bias=True, init="default", seed=None):
-        super().__init__(seed)
-        self.out_features = args.int_pair(out_features, "out_features")[0]
-        if init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {init!r}")
-        self.init = init
-        self.param_names = ("weight", "bias") if bias else ("weight",)
-
-    def initial_values(self, rng, in_shape):
-        args.check_rank(tuple(in_shape), (2,), "the input", "(N, features)", "LazyLinear")
-        shape = (self.out_features, in_shape[1])
-        values = {"weight": xavier_uniform(rng, shape) if self.init == "xavier" else uniform_fan_in(rng, shape, shape[1])}
-        if "bias" in self.param_names:
-            values["bias"] = (
-                np.zeros(self.out_features, np.float32) if self.init == "xavier"
-                else uniform_fan_in(rng, (self.out_features,), shape[1])
-            )
-        return values
+    def weight_shape(self, in_shape):
+        args.check_rank(in_shape, (2,), "the input", "(N, features)", "LazyLinear")
+        return (self.out, in_shape[1])
 
     def apply(self, values, x):
         b = backend.current()
