@@ -14,7 +14,7 @@ import numpy as np
 import d2lconv
 
 
-def seconds_per_step(d2l, compile, steps=20):
+def seconds_per_step(d2l, compile, steps=50):
     net = d2l.LeNet(seed=0)
     X = d2l.tensor(np.random.default_rng(0).standard_normal((128, 1, 28, 28)))
     y = np.random.default_rng(1).integers(0, 10, 128)
