@@ -50,3 +50,41 @@ def test_a_disagreement_is_reported(results):
     text, ok = agreement.report({name: results[name], "tampered": tampered})
     assert not ok
     assert f"DISAGREE {name} vs tampered: lenet/logits differs by 1.00e-03" in text
+
+
+def _pairs():
+    return [(a, b) for a in INSTALLED for b in INSTALLED if a != b]
+
+
+@pytest.mark.skipif(len(INSTALLED) < 2, reason="needs two backends installed in one environment")
+def test_weights_saved_on_one_backend_load_on_every_other(tmp_path):
+    images = np.random.default_rng(0).standard_normal((16, 1, 28, 28)).astype(np.float32)
+    logits = {}
+    for name in INSTALLED:
+        d2l = getattr(d2lconv, name)
+        net = d2l.LeNet(seed=None)  # global generator: different weights on each backend
+        net(images[:1])
+        path = tmp_path / f"{name}.npz"
+        d2l.save_params(net, path)
+        logits[name] = d2l.to_numpy(net(images))
+    for saved, loaded in _pairs():
+        d2l = getattr(d2lconv, loaded)
+        net = d2l.LeNet(seed=123)
+        net(images[:1])
+        d2l.load_params(net, tmp_path / f"{saved}.npz")
+        diff = np.abs(d2l.to_numpy(net(images)) - logits[saved]).max()
+        assert diff <= 1e-5, f"saved on {saved}, loaded on {loaded}: logits differ by {diff:.2e}"
+
+
+@pytest.mark.skipif(len(INSTALLED) < 2, reason="needs two backends installed in one environment")
+def test_learning_a_kernel_prints_the_same_lines_everywhere(capsys):
+    from d2lconv.examples import learn_kernel
+
+    printed = {}
+    for name in INSTALLED:
+        if name == "numpy":
+            continue
+        with d2lconv.use_backend(name):
+            learn_kernel(seed=0)
+        printed[name] = capsys.readouterr().out
+    assert len(set(printed.values())) == 1, printed
