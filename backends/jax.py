@@ -32,6 +32,15 @@ class JaxBackend(Backend):
     name = "jax"
     xp = jnp
 
+    def devices(self):
+        return [str(device) for device in jax.devices()]
+
+    def gpu_count(self):
+        return sum(device.platform == "gpu" for device in jax.devices())
+
+    def use_gpu(self, model):
+        pass  # JAX's default device is the first GPU when there is one
+
     def from_numpy(self, array):
         if array.dtype.itemsize == 8 and not jax.config.jax_enable_x64:
             if array.dtype.kind == "f":

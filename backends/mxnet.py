@@ -47,6 +47,12 @@ class MxnetBackend(Backend):
     name = "mxnet"
     xp = mnp
 
+    def devices(self):
+        return ["cpu"] + [f"gpu({i})" for i in range(mx.context.num_gpus())]
+
+    def gpu_count(self):
+        return mx.context.num_gpus()
+
     def to_numpy(self, x):
         return x.asnumpy()
 

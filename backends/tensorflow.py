@@ -34,6 +34,15 @@ class Module(LayerModule, tf.Module):
 class TensorflowBackend(Backend):
     name = "tensorflow"
 
+    def devices(self):
+        return [device.name for device in tf.config.list_physical_devices()]
+
+    def gpu_count(self):
+        return len(tf.config.list_physical_devices("GPU"))
+
+    def use_gpu(self, model):
+        pass  # TensorFlow places work on the first GPU by itself
+
     def from_numpy(self, array):
         return tf.constant(array)
 
@@ -126,7 +135,7 @@ class TensorflowBackend(Backend):
             grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             return loss, grads
 
-        step = tf.function(step, reduce_retracing=True) if compile else step
+        step = tf.function(step) if compile else step  # one trace per batch shape: shapes stay static
 
         def wrapped(model, params, *args):
             loss, grads = step(model, list(params.values()), *args)

@@ -32,9 +32,20 @@ class Module(LayerModule, torch.nn.Module):
 
 class TorchBackend(Backend):
     name = "torch"
+    device = "cpu"  # where new tensors and parameters go; use_gpu() moves it
+
+    def devices(self):
+        return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+    def gpu_count(self):
+        return torch.cuda.device_count()
+
+    def use_gpu(self, model):
+        self.device = "cuda:0"
+        model.to(self.device)
 
     def from_numpy(self, array):
-        return torch.tensor(array)
+        return torch.tensor(array, device=self.device)
 
     def to_numpy(self, x):
         return x.detach().cpu().numpy()
@@ -103,7 +114,7 @@ class TorchBackend(Backend):
     Module = Module
 
     def new_param(self, name, array):
-        return torch.nn.Parameter(torch.tensor(array))
+        return torch.nn.Parameter(torch.tensor(array, device=self.device))
 
     def assign(self, param, value):
         with torch.no_grad():

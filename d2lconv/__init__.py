@@ -17,6 +17,7 @@ from d2lconv.ops import (
     pool2d,
     value_and_grad,
 )
+from d2lconv.data import Digits, FashionMNIST
 from d2lconv.layers import (
     AvgPool2d,
     Conv2D,
@@ -31,6 +32,7 @@ from d2lconv.layers import (
 from d2lconv.models import LeNet
 from d2lconv.params import get_params, load_params, save_params, set_params
 from d2lconv.random import seed
+from d2lconv.trainer import Trainer
 from d2lconv.training import accuracy, cross_entropy, sgd
 from d2lconv.tensors import (
     abs,
@@ -57,7 +59,7 @@ from d2lconv.tensors import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "AvgPool2d", "Conv2D", "Flatten", "LazyConv2d", "LazyLinear", "LeNet", "MaxPool2d", "Sequential",
+    "AvgPool2d", "Conv2D", "Digits", "FashionMNIST", "Flatten", "Trainer", "LazyConv2d", "LazyLinear", "LeNet", "MaxPool2d", "Sequential",
     "Sigmoid", "accuracy", "cross_entropy", "get_params", "layer_summary", "load_params",
     "save_params", "set_params", "sgd",
     "abs", "arange", "available_backends", "comp_conv2d", "concat", "conv2d", "corr2d",

@@ -20,6 +20,18 @@ class Backend:
     differentiable: bool = True
     xp = np
 
+    # --- devices ------------------------------------------------------------------------------
+    def devices(self) -> list[str]:
+        """The devices the framework sees, as its own names."""
+        return ["cpu"]
+
+    def gpu_count(self) -> int:
+        return 0
+
+    def use_gpu(self, model) -> None:
+        """Compute on the first GPU from now on, ``model`` included (called only when one exists)."""
+        raise NotImplementedError(f"backend {self.name!r} cannot use a GPU")
+
     # --- conversion -------------------------------------------------------------------------
     def from_numpy(self, array: np.ndarray):
         """A native tensor holding a copy of ``array``, with its dtype."""

@@ -1,0 +1,96 @@
+"""The book's ``Trainer``: ``Trainer(max_epochs).fit(model, data)`` on any backend.
+
+SGD at ``model.lr`` on the cross-entropy, one compiled step per batch where the framework
+compiles; per epoch the mean training loss, validation loss and validation accuracy go into
+``history``. A tqdm bar shows progress; :meth:`Trainer.plot` draws the curves with matplotlib.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from d2lconv import backend, ops, tensors, training
+
+
+def _loss(model, X, y):
+    return training.cross_entropy(model(X), y)
+
+
+class Trainer:
+    def __init__(self, max_epochs, num_gpus=0, progress=True):
+        self.max_epochs = int(max_epochs)
+        if self.max_epochs < 1:
+            raise ValueError(f"max_epochs must be at least 1, got {max_epochs}")
+        if not isinstance(num_gpus, int) or num_gpus < 0:
+            raise ValueError(f"num_gpus must be a non-negative integer, got {num_gpus!r}")
+        self.num_gpus, self.progress = num_gpus, progress
+        self.history = {"epoch": [], "train_loss": [], "val_loss": [], "val_acc": []}
+
+    def _device(self, b):
+        if self.num_gpus == 0:
+            return
+        found = b.gpu_count()
+        if found == 0:
+            warnings.warn(
+                f"num_gpus={self.num_gpus} was asked for, but {b.name} sees no GPU here: training on the CPU",
+                RuntimeWarning, stacklevel=3,
+            )
+        else:
+            b.use_gpu()
+
+    def fit(self, model, data):
+        """Train ``model`` on ``data`` for ``max_epochs``; returns ``history``."""
+        from tqdm.auto import tqdm
+
+        b = model.d2l_backend
+        self._device(b)
+        step = ops.value_and_grad(_loss)
+        with backend.use_backend(b.name):
+            bar = tqdm(total=self.max_epochs * -(-data.num_train // data.batch_size), disable=not self.progress,
+                       desc=f"{b.name} LeNet" if self.progress else None, unit="batch")
+            for epoch in range(1, self.max_epochs + 1):
+                total, count = 0.0, 0
+                for X, y in data.train_dataloader():
+                    loss, grads = step(model, X, y)
+                    training.sgd(model, grads, model.lr)
+                    n = b.shape(X)[0]
+                    total, count = total + float(tensors.to_numpy(loss)) * n, count + n
+                    bar.update(1)
+                val_loss, val_acc = self.evaluate(model, data)
+                self._record(epoch, total / count, val_loss, val_acc)
+                bar.set_postfix(loss=f"{total / count:.3f}", val_acc=f"{val_acc:.3f}")
+            bar.close()
+        return self.history
+
+    def evaluate(self, model, data) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy over the validation set."""
+        losses, correct, count = 0.0, 0.0, 0
+        for X, y in data.val_dataloader():
+            logits = model(X)
+            n = len(tensors.to_numpy(y))
+            losses += float(tensors.to_numpy(training.cross_entropy(logits, y))) * n
+            correct += training.accuracy(logits, y) * n
+            count += n
+        return losses / count, correct / count
+
+    def _record(self, epoch, train_loss, val_loss, val_acc):
+        for key, value in zip(self.history, (epoch, train_loss, val_loss, val_acc)):
+            self.history[key].append(value)
+
+    def plot(self, path=None):
+        """A matplotlib figure of the curves per epoch; also written as PNG to ``path`` if given."""
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=(5, 3.5))
+        ax = figure.subplots()
+        epochs = np.array(self.history["epoch"])
+        for key, style in (("train_loss", "-"), ("val_loss", "--"), ("val_acc", "-.")):
+            ax.plot(epochs, self.history[key], style, label=key)
+        ax.set_xlabel("epoch")
+        ax.grid(True)
+        ax.legend()
+        if path is not None:
+            figure.savefig(path, dpi=100)
+        return figure
