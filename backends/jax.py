@@ -105,5 +105,15 @@ class JaxBackend(Backend):
 
         return wrapped
 
+    def train_step(self, loss_fn, lr, compile):
+        def step(model, *args):
+            loss, grads = nnx.value_and_grad(loss_fn)(model, *args)
+            params = nnx.state(model, nnx.Param)
+            nnx.update(model, jax.tree.map(lambda p, g: p - lr * g, params, grads))
+            return loss
+
+        step = nnx.jit(step) if compile else step
+        return lambda model, params, *args: step(model, *args)
+
 
 BACKEND = JaxBackend()

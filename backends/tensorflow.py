@@ -5,8 +5,12 @@ Explicit padding goes through explicit pad pairs (never padding="SAME", which pa
 asymmetrically and differs from the contract at stride 2).
 """
 
-import numpy as np
-import tensorflow as tf
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter, unless asked for
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from d2lconv.interface import Backend
 from d2lconv.layers import LayerModule, run
@@ -142,6 +146,18 @@ class TensorflowBackend(Backend):
             return loss, dict(zip(params, grads))
 
         return wrapped
+
+    def train_step(self, loss_fn, lr, compile):
+        def step(model, variables, *args):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(model, *args)
+            grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            for variable, grad in zip(variables, grads):
+                variable.assign_sub(lr * grad)
+            return loss
+
+        step = tf.function(step) if compile else step
+        return lambda model, params, *args: step(model, list(params.values()), *args)
 
 
 BACKEND = TensorflowBackend()

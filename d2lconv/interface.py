@@ -130,6 +130,19 @@ class Backend:
     def child(self, module, name: str):
         return getattr(module, name)
 
+    def train_step(self, loss_fn, lr: float, compile: bool):
+        """A function of ``(model, params, *args)``: one SGD step in place, returning the loss.
+        By default the gradient function followed by eager updates; compilers fuse both."""
+        grad_fn = self.model_value_and_grad(loss_fn, compile)
+
+        def step(model, params, *args):
+            loss, grads = grad_fn(model, params, *args)
+            for name, param in params.items():
+                self.assign(param, self.value(param) - lr * grads[name])
+            return loss
+
+        return step
+
     def model_value_and_grad(self, loss_fn, compile: bool):
         """A function of ``(model, params, *args)`` returning ``(loss_fn(model, *args), grads)``,
         ``grads`` keyed like ``params`` (canonical name -> native parameter of ``model``);

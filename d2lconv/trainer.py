@@ -1,7 +1,7 @@
 """The book's ``Trainer``: ``Trainer(max_epochs).fit(model, data)`` on any backend.
 
-SGD at ``model.lr`` on the cross-entropy, one compiled step per batch where the framework
-compiles; per epoch the mean training loss, validation loss and validation accuracy go into
+SGD at ``model.lr`` on the cross-entropy, one fused and compiled step per batch where the
+framework compiles (:func:`d2lconv.training.train_step`); per epoch the mean training loss, validation loss and validation accuracy go into
 ``history``. A tqdm bar shows progress; :meth:`Trainer.plot` draws the curves with matplotlib.
 """
 
@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from d2lconv import backend, ops, tensors, training
+from d2lconv import backend, tensors, training
 
 
 def _loss(model, X, y):
@@ -46,15 +46,14 @@ class Trainer:
 
         b = model.d2l_backend
         self._device(b)
-        step = ops.value_and_grad(_loss)
+        step = training.train_step(_loss, model.lr)
         with backend.use_backend(b.name):
             bar = tqdm(total=self.max_epochs * -(-data.num_train // data.batch_size), disable=not self.progress,
                        desc=f"{b.name} LeNet" if self.progress else None, unit="batch")
             for epoch in range(1, self.max_epochs + 1):
                 total, count = 0.0, 0
                 for X, y in data.train_dataloader():
-                    loss, grads = step(model, X, y)
-                    training.sgd(model, grads, model.lr)
+                    loss = step(model, X, y)
                     n = b.shape(X)[0]
                     total, count = total + float(tensors.to_numpy(loss)) * n, count + n
                     bar.update(1)

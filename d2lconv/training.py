@@ -39,21 +39,37 @@ def accuracy(logits, labels) -> float:
     return float((predicted == _labels(labels, "accuracy: labels")).mean())
 
 
-def model_value_and_grad(loss_fn, compile=True):
-    """A function of ``(model, *args)`` giving ``(loss_fn(model, *args), {name: gradient})``,
-    names as :func:`get_params`; each backend's (compiled) gradient function is made once."""
+def _per_model_backend(loss_fn, make):
+    """A function of ``(model, *args)`` that calls ``make(backend)(model, params, *args)``.
+
+    ``make(backend)`` (a compiled function, say) is called once per backend; lazily created
+    parameters are built by one eager call of ``loss_fn`` first, outside any trace.
+    """
     per_backend = {}
 
     def wrapped(model, *args):
         b = model.d2l_backend
         with backend.use_backend(b.name):
-            if unbuilt_layers(model):  # build lazily created parameters outside any trace
+            if unbuilt_layers(model):
                 loss_fn(model, *args)
             if b.name not in per_backend:
-                per_backend[b.name] = b.model_value_and_grad(loss_fn, compile)
+                per_backend[b.name] = make(b)
             return per_backend[b.name](model, named_params(model), *args)
 
     return wrapped
+
+
+def model_value_and_grad(loss_fn, compile=True):
+    """A function of ``(model, *args)`` giving ``(loss_fn(model, *args), {name: gradient})``,
+    names as :func:`get_params`; compiled where the framework compiles unless ``compile=False``."""
+    return _per_model_backend(loss_fn, lambda b: b.model_value_and_grad(loss_fn, compile))
+
+
+def train_step(loss_fn, lr, compile=True):
+    """A function of ``(model, *args)`` that takes one SGD step on ``loss_fn(model, *args)`` in
+    place and returns the loss: ``value_and_grad`` then ``sgd``, fused into one compiled step
+    where the framework compiles."""
+    return _per_model_backend(loss_fn, lambda b: b.train_step(loss_fn, lr, compile))
 
 
 def sgd(model, grads: dict, lr: float) -> None:
