@@ -12,11 +12,10 @@ import numpy as np
 
 import d2lconv
 from d2lconv import agreement, backend, examples
+from d2lconv.data import DIGITS_BATCH_SIZE, DIGITS_LR
 
 PACKAGES = {"torch": "torch", "tensorflow": "tensorflow", "jax": "jax", "mxnet": "mxnet", "numpy": "numpy"}
 BOOK_SUMMARY_ROWS = 12
-#: what the sigmoid LeNet needs to leave its plateau within 3 epochs of the digits (measured)
-DIGITS_LR, DIGITS_BATCH_SIZE = 0.3, 32
 
 
 def _version(name: str) -> str:

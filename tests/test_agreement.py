@@ -13,13 +13,14 @@ import d2lconv
 from d2lconv import agreement
 
 INSTALLED = d2lconv.available_backends()
+TRAIN = os.environ.get("D2LCONV_AGREEMENT_TRAIN") == "1"  # the agreement env adds digits training
 
 
 @pytest.fixture(scope="module")
 def results():
     if len(INSTALLED) < 2:
         pytest.skip(f"only {INSTALLED} installed here: nothing to compare with")
-    found = agreement.run(INSTALLED)
+    found = agreement.run(INSTALLED, train=TRAIN)
     exported = os.environ.get("D2LCONV_AGREEMENT_LOAD")
     if exported and os.path.exists(exported):
         with np.load(exported) as file:
@@ -41,6 +42,8 @@ def test_the_battery_covers_ops_model_and_gradients(results):
         assert "lenet/logits" in cases
         if name != "numpy":
             assert {"lenet/sgd_losses", "kernel/losses", "lenet/grad/net.0.weight"} <= set(cases), name
+            if TRAIN:
+                assert cases["digits/val_acc"][-1] > 0.5, (name, cases["digits/val_acc"])
 
 
 def test_a_disagreement_is_reported(results):

@@ -1,0 +1,85 @@
+"""The Trainer, the fused training step and the d2lconv command."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import d2lconv
+from conftest import BACKEND
+from d2lconv import cli, data, training
+
+
+def _tiny_data():
+    rng = np.random.default_rng(0)
+    images, labels = rng.random((40, 28, 28)).astype(np.float32), rng.integers(0, 10, 40)
+    return data.ImageData((images, labels), (images[:8], labels[:8]), list("0123456789"), batch_size=16)
+
+
+def test_fit_keeps_a_history_and_plots_it(d2l, needs_autodiff, tmp_path):
+    trainer = d2l.Trainer(max_epochs=2, progress=False)
+    history = trainer.fit(d2l.LeNet(seed=0), _tiny_data())
+    assert history["epoch"] == [1, 2]
+    assert all(np.isfinite(history[key]).all() for key in ("train_loss", "val_loss", "val_acc"))
+    trainer.plot(tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fused_step_equals_value_and_grad_then_sgd(d2l, needs_autodiff):
+    X, y = np.random.default_rng(1).standard_normal((8, 1, 28, 28)).astype(np.float32), np.arange(8) % 10
+    loss_fn = lambda m, X, y: d2l.cross_entropy(m(X), y)  # noqa: E731
+    fused, separate = d2l.LeNet(seed=0), d2l.LeNet(seed=0)
+    step = training.train_step(loss_fn, 0.1)
+    grad_fn = d2l.value_and_grad(loss_fn)
+    for _ in range(2):
+        with d2lconv.use_backend(BACKEND):
+            fused_loss = step(fused, d2l.tensor(X), d2l.tensor(y))
+        loss, grads = grad_fn(separate, X, y)
+        d2l.sgd(separate, grads, 0.1)
+        assert abs(float(d2l.to_numpy(fused_loss)) - float(d2l.to_numpy(loss))) < 1e-6
+    a, b = d2l.get_params(fused), d2l.get_params(separate)
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_asking_for_a_gpu_where_there_is_none(d2l, needs_autodiff):
+    if d2lconv.backend.load(BACKEND).gpu_count():
+        pytest.skip("this machine has a GPU")
+    with pytest.warns(RuntimeWarning, match=f"num_gpus=1 was asked for, but {BACKEND} sees no GPU here: training on the CPU"):
+        d2l.Trainer(max_epochs=1, num_gpus=1, progress=False).fit(d2l.LeNet(seed=0), _tiny_data())
+
+
+def test_trainer_arguments():
+    with pytest.raises(ValueError, match="max_epochs must be at least 1"):
+        d2lconv.Trainer(0)
+    with pytest.raises(ValueError, match="num_gpus must be a non-negative integer"):
+        d2lconv.Trainer(1, num_gpus=-1)
+
+
+def test_info_lists_backends(capsys):
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert f"default backend: {d2lconv.get_backend()}" in out
+    assert all(name in out for name in ("torch", "jax", "tensorflow", "mxnet", "numpy"))
+
+
+def test_train_writes_weights_and_curves(needs_autodiff, tmp_path, capsys):
+    code = cli.main(["train", "--backend", BACKEND, "--data", "digits", "--epochs", "1", "--out", str(tmp_path)])
+    assert code == 0
+    assert "final validation accuracy" in capsys.readouterr().out
+    weights = tmp_path / f"lenet-{BACKEND}-digits.npz"
+    net = d2lconv.numpy.LeNet()
+    d2lconv.numpy.layer_summary(net, (1, 1, 28, 28))
+    d2lconv.numpy.load_params(net, weights)  # loads into the reference backend's LeNet
+    assert (tmp_path / f"lenet-{BACKEND}-digits.png").stat().st_size > 1000
+
+
+def test_agree_command(capsys):
+    assert cli.main(["agree", "--backends", BACKEND, "numpy"]) == 0
+    assert "all backends agree within tolerance" in capsys.readouterr().out
+
+
+def test_python_dash_m_d2lconv():
+    result = subprocess.run([sys.executable, "-m", "d2lconv", "--help"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and "tour" in result.stdout
