@@ -132,7 +132,9 @@ def train(options) -> int:
 
 
 def agree(options) -> int:
-    return agreement.main((["--backends", *options.backends] if options.backends else []) + (["--load", *options.load] if options.load else []))
+    argv = ["--backends", *options.backends] if options.backends else []
+    argv += ["--load", *options.load] if options.load else []
+    return agreement.main(argv + (["--train"] if options.train else []))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -156,6 +158,7 @@ def parser() -> argparse.ArgumentParser:
     command = commands.add_parser("agree", help="the cross-framework agreement matrix over the installed backends")
     command.add_argument("--backends", nargs="+")
     command.add_argument("--load", nargs="*", help="results saved by `python -m d2lconv.agreement --save`")
+    command.add_argument("--train", action="store_true", help="add 3 epochs of LeNet on the offline digits")
     command.set_defaults(run=agree)
     return main
 
