@@ -1,5 +1,10 @@
 """Tensor helpers: native tensors out, d2l's names, the dtype rules, NumPy-seeded randomness."""
 
+import os
+import subprocess
+import sys
+import tempfile
+
 import numpy as np
 import pytest
 
@@ -37,6 +42,23 @@ def test_float64_where_the_framework_allows_it(d2l):
     Y = d2l.conv2d(X, d2l.ones(1, 1, 2, 2, dtype=d2l.float64))
     assert _np(Y).dtype == np.float64
     np.testing.assert_allclose(_np(Y)[0, 0], [[8 / 3, 4], [20 / 3, 8]], rtol=1e-15)
+
+
+def test_jax_float64_in_64_bit_mode():
+    """JAX_ENABLE_X64=1 in a fresh interpreter: float64 in, float64 out, float64 precision."""
+    if BACKEND != "jax":
+        pytest.skip("jax's 64-bit mode is tested in the jax env")
+    code = (
+        "import numpy as np; from d2lconv import jax as d2l; "
+        "X = d2l.tensor(np.arange(9.0).reshape(1, 1, 3, 3) / 3, 'float64'); "
+        "Y = d2l.conv2d(X, d2l.ones(1, 1, 2, 2, dtype='float64')); "
+        "print(Y.dtype, repr(float(Y[0, 0, 0, 0])))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                            env=dict(os.environ, JAX_ENABLE_X64="1"), cwd=tempfile.gettempdir())
+    assert result.returncode == 0, result.stderr
+    dtype, value = result.stdout.split()
+    assert dtype == "float64" and abs(float(value) - 8 / 3) < 1e-15  # float32 would miss by ~1e-7
 
 
 def test_dtype_objects_of_the_framework_are_accepted(d2l):
