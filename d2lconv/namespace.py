@@ -24,7 +24,7 @@ class BackendNamespace(types.ModuleType):
         if attr.startswith("__") or attr not in self._api:
             raise AttributeError(f"d2lconv.{self.backend_name} has no attribute {attr!r}")
         value = self._api[attr]
-        if callable(value):
+        if callable(value) and not isinstance(value, type):  # classes (Trainer) bind through their model
             value = self._bind(value)
         setattr(self, attr, value)
         return value

@@ -117,5 +117,6 @@ def test_namespace_is_bound_whatever_the_global_choice(d2l):
     with d2lconv.use_backend("numpy"):
         assert backend.load(BACKEND).is_native(d2l.ones(2))
     assert "corr2d" in dir(d2l)
+    assert d2l.Trainer is d2lconv.Trainer  # classes pass through, so isinstance works
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         d2l.nope
