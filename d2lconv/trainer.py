@@ -1,8 +1,8 @@
 """The book's ``Trainer``: ``Trainer(max_epochs).fit(model, data)`` on any backend.
 
 SGD at ``model.lr`` on the cross-entropy, one fused and compiled step per batch where the
-framework compiles (:func:`d2lconv.training.train_step`); per epoch the mean training loss, validation loss and validation accuracy go into
-``history``. A tqdm bar shows progress; :meth:`Trainer.plot` draws the curves with matplotlib.
+framework compiles (:func:`d2lconv.training.train_step`); per epoch the mean training loss,
+validation loss and validation accuracy go into ``history``. A tqdm bar shows progress; :meth:`Trainer.plot` draws the curves with matplotlib.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class Trainer:
         self.num_gpus, self.progress = num_gpus, progress
         self.history = {"epoch": [], "train_loss": [], "val_loss": [], "val_acc": []}
 
-    def _device(self, b):
+    def _device(self, b, model):
         if self.num_gpus == 0:
             return
         found = b.gpu_count()
@@ -38,14 +38,14 @@ class Trainer:
                 RuntimeWarning, stacklevel=3,
             )
         else:
-            b.use_gpu()
+            b.use_gpu(model)
 
     def fit(self, model, data):
         """Train ``model`` on ``data`` for ``max_epochs``; returns ``history``."""
         from tqdm.auto import tqdm
 
         b = model.d2l_backend
-        self._device(b)
+        self._device(b, model)
         step = training.train_step(_loss, model.lr)
         with backend.use_backend(b.name):
             bar = tqdm(total=self.max_epochs * -(-data.num_train // data.batch_size), disable=not self.progress,
