@@ -50,6 +50,17 @@ def test_asking_for_a_gpu_where_there_is_none(d2l, needs_autodiff):
         d2l.Trainer(max_epochs=1, num_gpus=1, progress=False).fit(d2l.LeNet(seed=0), _tiny_data())
 
 
+def test_a_gpu_when_there_is_one_gets_the_model(d2l, needs_autodiff, monkeypatch):
+    """No GPU here: the backend is told it has one, and must be handed the model to move."""
+    b = d2lconv.backend.load(BACKEND)
+    handed = []
+    monkeypatch.setattr(b, "gpu_count", lambda: 1)
+    monkeypatch.setattr(b, "use_gpu", handed.append)
+    net = d2l.LeNet(seed=0)
+    d2l.Trainer(max_epochs=1, num_gpus=1, progress=False).fit(net, _tiny_data())
+    assert handed == [net]
+
+
 def test_trainer_arguments():
     with pytest.raises(ValueError, match="max_epochs must be at least 1"):
         d2lconv.Trainer(0)
