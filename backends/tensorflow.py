@@ -22,6 +22,17 @@ def _pad_nhwc(x, pads, value):
     return tf.pad(x, [[0, 0], *pads, [0, 0]], constant_values=value)
 
 
+def _loss_and_grads(loss_fn):
+    """``(model, variables, *args) -> (loss, [d loss / d variable])`` under a gradient tape."""
+
+    def loss_and_grads(model, variables, *args):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(model, *args)
+        return loss, tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+    return loss_and_grads
+
+
 class Module(LayerModule, tf.Module):
     """A d2lconv layer as a ``tf.Module``: variables and children are tracked attributes."""
 
@@ -133,12 +144,7 @@ class TensorflowBackend(Backend):
         param.assign(tf.cast(value, param.dtype))
 
     def model_value_and_grad(self, loss_fn, compile):
-        def step(model, variables, *args):
-            with tf.GradientTape() as tape:
-                loss = loss_fn(model, *args)
-            grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            return loss, grads
-
+        step = _loss_and_grads(loss_fn)
         step = tf.function(step) if compile else step  # one trace per batch shape: shapes stay static
 
         def wrapped(model, params, *args):
@@ -148,10 +154,10 @@ class TensorflowBackend(Backend):
         return wrapped
 
     def train_step(self, loss_fn, lr, compile):
+        loss_and_grads = _loss_and_grads(loss_fn)
+
         def step(model, variables, *args):
-            with tf.GradientTape() as tape:
-                loss = loss_fn(model, *args)
-            grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            loss, grads = loss_and_grads(model, variables, *args)
             for variable, grad in zip(variables, grads):
                 variable.assign_sub(lr * grad)
             return loss

@@ -137,11 +137,15 @@ class Backend:
 
         def step(model, params, *args):
             loss, grads = grad_fn(model, params, *args)
-            for name, param in params.items():
-                self.assign(param, self.value(param) - lr * grads[name])
+            self.sgd_update(params, grads, lr)
             return loss
 
         return step
+
+    def sgd_update(self, params: dict, grads: dict, lr: float) -> None:
+        """``param -= lr * grads[name]`` in place for every named native parameter."""
+        for name, param in params.items():
+            self.assign(param, self.value(param) - lr * grads[name])
 
     def model_value_and_grad(self, loss_fn, compile: bool):
         """A function of ``(model, params, *args)`` returning ``(loss_fn(model, *args), grads)``,

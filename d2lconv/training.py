@@ -79,5 +79,4 @@ def sgd(model, grads: dict, lr: float) -> None:
         raise ValueError(f"sgd: grads must have the model's parameter names {sorted(params)}, got {sorted(grads)}")
     b = model.d2l_backend
     with backend.use_backend(b.name):
-        for name, param in params.items():
-            b.assign(param, b.value(param) - lr * native(grads[name], f"sgd: grads[{name!r}]"))
+        b.sgd_update(params, {name: native(g, f"sgd: grads[{name!r}]") for name, g in grads.items()}, lr)
