@@ -82,6 +82,20 @@ def run(names, train: bool = False) -> dict[str, dict[str, np.ndarray]]:
     return results
 
 
+def save(path, results: dict) -> None:
+    """Write ``{backend: {case: array}}`` to one ``.npz`` (keys ``backend:case``), atomically."""
+    params.save_npz(path, {f"{name}:{case}": value for name, cases in results.items() for case, value in cases.items()})
+
+
+def load(path, results: dict) -> dict:
+    """Add the results written by :func:`save` at ``path`` to ``results``; returns ``results``."""
+    with np.load(path) as file:
+        for key in file.files:
+            name, _, case = key.partition(":")
+            results.setdefault(name, {})[case] = file[key]
+    return results
+
+
 def compare(a: dict, b: dict) -> tuple[float, str, bool]:
     """(max abs diff over the keys both have, the worst key, every key within its tolerance)."""
     worst, worst_key, ok = 0.0, "", True
@@ -123,17 +137,14 @@ def main(argv=None) -> int:
     names = [backend.canonical_name(n) for n in options.backends or backend.available_backends()]
     results = run(names, options.train)
     if options.save:
-        params.save_npz(options.save, {f"{n}:{k}": v for n, r in results.items() for k, v in r.items()})
+        save(options.save, results)
         print(f"saved {sum(map(len, results.values()))} results of {', '.join(names)} to {options.save}")
         return 0
     for path in options.load:
         if not os.path.exists(path):
             print(f"not compared: {path} does not exist (write it with --save in that backend's environment)")
             continue
-        with np.load(path) as file:
-            for key in file.files:
-                name, _, case = key.partition(":")
-                results.setdefault(name, {})[case] = file[key]
+        load(path, results)
     text, ok = report(results)
     print(text)
     return 0 if ok else 1
