@@ -233,18 +233,20 @@ class DataModule(HyperParameters):
 class ImageDataModule(DataModule):
     """An image classification set from :mod:`d2lconv.data` in the book's data-module shape.
 
-    A subclass sets ``layout`` ("NCHW": images (N, 1, H, W); "NHWC": (N, H, W, 1)) and writes
+    ``name`` is the :mod:`d2lconv.data` set ("FashionMNIST" or "Digits", which takes
+    ``options`` such as ``shifts=0`` for its 1,438 unshifted training images). A subclass sets
+    ``layout`` ("NCHW": images (N, 1, H, W); "NHWC": (N, H, W, 1)) and writes
     ``get_dataloader(train)`` over ``self.arrays(train)`` (float32 images, int64 labels)."""
 
     layout = "NCHW"
 
-    def __init__(self, source, batch_size, resize):
+    def __init__(self, name, batch_size=64, resize=(28, 28), **options):
         super().__init__()
         self.batch_size, self.resize = batch_size, resize
         if self.layout not in ("NCHW", "NHWC"):
             raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {self.layout!r}")
-        self.source = source  # a d2lconv.data.ImageData: NCHW float32 images, int64 labels
-        self.labels = source.labels
+        self.source = image_data(name, batch_size, resize, **options)
+        self.labels = self.source.labels
 
     @property
     def num_train(self) -> int:
@@ -300,6 +302,8 @@ def image_data(name, batch_size, resize, **kwargs):
     is involved (d2lconv's numpy backend is in force while it is made)."""
     from d2lconv import backend, data
 
+    if name not in ("FashionMNIST", "Digits"):
+        raise ValueError(f"name must be 'FashionMNIST' or 'Digits', got {name!r}")
     with backend.use_backend("numpy"):
         return getattr(data, name)(batch_size=batch_size, resize=resize, **kwargs)
 
