@@ -204,13 +204,14 @@ def classifier_accuracy(d2l, Y_hat, Y, averaged=True):
 
 
 def to_numpy(x) -> np.ndarray:
-    """A NumPy copy of a tensor of any of the four frameworks (or of a NumPy value)."""
-    for method in ("asnumpy", "numpy"):  # MXNet first: its arrays have no .numpy()
-        if hasattr(x, method) and not isinstance(x, np.ndarray):
-            if hasattr(x, "detach"):
-                x = x.detach().cpu()
-            return np.asarray(getattr(x, method)())
-    return np.asarray(x)
+    """A NumPy array of a tensor of any of the four frameworks (or of a NumPy value)."""
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "asnumpy"):  # MXNet
+        return x.asnumpy()
+    if hasattr(x, "detach"):  # torch, possibly on a GPU and recording gradients
+        return x.detach().cpu().numpy()
+    return np.asarray(x)  # TensorFlow, JAX, Python numbers
 
 
 class DataModule(HyperParameters):
