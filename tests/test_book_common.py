@@ -1,0 +1,117 @@
+"""The framework-free half of the book dialect (d2lconv.book.common); runs in every env."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from d2lconv.book import common
+
+
+class Point3(common.HyperParameters):
+    def __init__(self, x, y=2, z=3, _hidden=4, skipped=5):
+        self.save_hyperparameters(ignore=["skipped"])
+
+
+def test_save_hyperparameters_keeps_the_callers_arguments():
+    p = Point3(1, z=30)
+    assert p.hparams == {"x": 1, "y": 2, "z": 30}
+    assert (p.x, p.y, p.z) == (1, 2, 30)
+    assert not hasattr(p, "_hidden") and not hasattr(p, "skipped")
+
+
+def test_add_to_class_registers_a_method_later():
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+    @common.add_to_class(Counter)
+    def bump(self, by=1):
+        self.n += by
+        return self.n
+
+    counter = Counter()
+    assert counter.bump(3) == 3 and counter.bump() == 4
+
+
+def test_progress_board_averages_every_n_points_per_label():
+    board = common.ProgressBoard(xlabel="step")
+    for i in range(7):
+        board.draw(i, 10 * i, "a", every_n=3)
+        board.draw(i, -i, "b", every_n=1)
+    # the 7th point of "a" waits for two more before it becomes a point of the line
+    assert board.data["a"] == [(1.0, 10.0), (4.0, 40.0)]
+    assert [p.y for p in board.data["b"]] == [0, -1, -2, -3, -4, -5, -6]
+    assert board.raw_points["a"] == [(6.0, 60.0)]
+
+
+def test_progress_board_shows_nothing_outside_notebooks_and_renders_on_demand():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    before = plt.get_fignums()
+    board = common.ProgressBoard(ylim=(0, 1))
+    board.draw(0.5, 0.25, "train_loss", every_n=1)
+    board.draw(1.0, 0.75, "val_acc", every_n=1)
+    assert plt.get_fignums() == before, "drawing in a terminal must not make pyplot figures"
+    figure = board.render()
+    axes = figure.axes[0]
+    assert [t.get_text() for t in axes.get_legend().get_texts()] == ["train_loss", "val_acc"]
+    assert axes.get_ylim() == (0, 1)
+    assert plt.get_fignums() == before
+
+
+class _Images(common.ImageDataModule):
+    layout = "NHWC"
+
+    def get_dataloader(self, train):
+        X, y = self.arrays(train)
+        return [(X[i : i + self.batch_size], y[i : i + self.batch_size]) for i in range(0, len(y), self.batch_size)]
+
+
+def test_image_data_module_gives_digits_in_its_layout():
+    data = _Images("Digits", batch_size=100, resize=(16, 16), shifts=0)
+    X, y = data.train_dataloader()[0]
+    assert X.shape == (100, 16, 16, 1) and X.dtype == np.float32 and y.dtype == np.int64
+    assert data.num_train == 1438 and data.num_val == 359
+    assert data.text_labels(np.array([3, 0])) == ["3", "0"]
+    axes = data.visualize((X, y), nrows=2, ncols=3)
+    assert len(axes) == 6 and axes[0].get_title() == str(y[0])
+
+
+def test_image_data_module_rejects_unknown_sets_and_layouts():
+    with pytest.raises(ValueError, match="'FashionMNIST' or 'Digits'"):
+        _Images("MNIST")
+
+    class Sideways(_Images):
+        layout = "HWNC"
+
+    with pytest.raises(ValueError, match="layout must be"):
+        Sideways("Digits", shifts=0)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max_epochs": -1}, "max_epochs must be a non-negative int"),
+    ({"max_epochs": 1.5}, "max_epochs must be a non-negative int"),
+    ({"max_epochs": 1, "num_gpus": -2}, "num_gpus must be a non-negative int"),
+])
+def test_trainer_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        common.Trainer(**kwargs)
+
+
+def test_importing_the_book_package_imports_no_framework():
+    code = ("import sys, d2lconv.book; "
+            "print(sorted(m for m in ('torch', 'tensorflow', 'jax', 'flax', 'mxnet') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_unknown_dialect_is_a_clear_error():
+    import d2lconv.book
+
+    with pytest.raises(AttributeError, match="the book dialects are jax, mxnet, tensorflow, torch"):
+        d2lconv.book.chainer  # noqa: B018
