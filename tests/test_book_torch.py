@@ -100,8 +100,8 @@ def test_loss_and_accuracy_follow_the_book():
     assert model.accuracy(Y_hat, Y, averaged=False).tolist() == [1.0, 1.0, 0.0, 0.0]
     logits = Y_hat.double().numpy()
     expected = np.log(np.exp(logits).sum(1)) - logits[np.arange(4), Y.numpy()]
-    assert model.loss(Y_hat, Y).item() == pytest.approx(expected.mean(), rel=1e-6)
-    assert model.loss(Y_hat, Y, averaged=False).numpy() == pytest.approx(expected, rel=1e-6)
+    assert model.loss(Y_hat, Y).item() == pytest.approx(expected.mean(), rel=1e-5)  # float32
+    assert model.loss(Y_hat, Y, averaged=False).numpy() == pytest.approx(expected, rel=1e-5)
 
 
 def test_digits_batches_have_the_books_torch_layout(digits):
