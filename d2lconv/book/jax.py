@@ -118,10 +118,11 @@ def try_all_gpus():
 
 
 def corr2d(X, K):
-    """2-D cross-correlation of ``X`` (H, W) with ``K`` (kh, kw): a float32 (H-kh+1, W-kw+1)
-    array (integer inputs are taken as float32, as the book's float32 result holds them)."""
-    X, K = (x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32) for x in map(jnp.asarray, (X, K)))
-    return _ops.corr2d(X, K)
+    """2-D cross-correlation of ``X`` (H, W) with ``K`` (kh, kw): a (H-kh+1, W-kw+1) array in
+    JAX's default float dtype (float32 unless 64-bit mode is on), as the book's ``jnp.zeros``
+    result; other input dtypes are converted to it."""
+    dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
+    return _ops.corr2d(*(jnp.asarray(x, dtype) for x in (X, K)))
 
 
 class Module(nn.Module, common.ModuleBase):

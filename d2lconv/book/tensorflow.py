@@ -22,21 +22,30 @@ so importing this module under another Keras backend is an ImportError saying so
 
 from __future__ import annotations
 
+import os
 import sys
 
-import keras
-import tensorflow as tf
 
-from d2lconv import tensorflow as _ops
-from d2lconv.book import common
-from d2lconv.book.common import DataModule, HyperParameters, ProgressBoard, add_to_class, show_images
+def _check_keras_backend(name):
+    if name != "tensorflow":
+        raise ImportError(
+            f"d2lconv.book.tensorflow needs Keras on TensorFlow, but Keras runs on {name!r} "
+            "(KERAS_BACKEND or ~/.keras/keras.json): unset KERAS_BACKEND or set it to "
+            "'tensorflow' before Keras is first imported"
+        )
 
-if keras.backend.backend() != "tensorflow":
-    raise ImportError(
-        f"d2lconv.book.tensorflow needs Keras on TensorFlow, but Keras runs on "
-        f"{keras.backend.backend()!r} (KERAS_BACKEND or ~/.keras/keras.json): unset KERAS_BACKEND "
-        "or set it to 'tensorflow' before Keras is first imported"
-    )
+
+if "keras" not in sys.modules:  # say so before Keras tries to import another framework
+    _check_keras_backend(os.environ.get("KERAS_BACKEND", "tensorflow"))
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from d2lconv import tensorflow as _ops  # noqa: E402
+from d2lconv.book import common  # noqa: E402
+from d2lconv.book.common import DataModule, HyperParameters, ProgressBoard, add_to_class, show_images  # noqa: E402
+
+_check_keras_backend(keras.backend.backend())
 
 # The book's aliases (its config.ini): TensorFlow's own functions and dtypes.
 reshape, ones_like, ones, zeros_like, zeros = tf.reshape, tf.ones_like, tf.ones, tf.zeros_like, tf.zeros
@@ -87,10 +96,9 @@ def try_all_gpus():
 
 def corr2d(X, K):
     """2-D cross-correlation of ``X`` (H, W) with ``K`` (kh, kw): a float32 (H-kh+1, W-kw+1)
-    tensor, differentiable in ``X`` and ``K``. Integer inputs are taken as float32, as the
-    book's float32 result holds them."""
-    X, K = (x if x.dtype.is_floating else tf.cast(x, tf.float32) for x in map(tf.convert_to_tensor, (X, K)))
-    return _ops.corr2d(X, K)
+    tensor, as the book's, but differentiable in ``X`` and ``K``. Other dtypes are taken as
+    float32 (the book's result is always a float32 variable)."""
+    return _ops.corr2d(*(tf.cast(x, tf.float32) for x in (X, K)))
 
 
 class Module(keras.Model, common.ModuleBase):
