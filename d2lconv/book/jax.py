@@ -331,6 +331,6 @@ class Trainer(common.Trainer):
 
     def clip_gradients(self, grad_clip_val, grads):
         """``grads`` scaled down so that their global norm is at most ``grad_clip_val``."""
-        norm = optax.global_norm(grads)
+        norm = jnp.sqrt(sum(jnp.vdot(g, g) for g in jax.tree_util.tree_leaves(grads)))
         scale = jnp.minimum(1.0, grad_clip_val / norm)
         return jax.tree_util.tree_map(lambda g: g * scale, grads)
