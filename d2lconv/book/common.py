@@ -145,15 +145,10 @@ class ProgressBoard(HyperParameters):
         return axes.figure
 
     def _show(self):
-        from IPython import display
-
-        buffer = io.StringIO()
-        self.render().savefig(buffer, format="svg", bbox_inches="tight")
-        image = display.SVG(buffer.getvalue())
         if self._handle is None:
-            self._handle = display.display(image, display_id=True)
+            self._handle = display_figure(self.render(), "svg")
         else:
-            self._handle.update(image)
+            display_figure(self.render(), "svg", self._handle)
 
 
 class ModuleBase(HyperParameters):
@@ -292,10 +287,22 @@ def show_images(imgs, num_rows, num_cols, titles=None, scale=1.5):
             if titles is not None and i < len(titles):
                 ax.set_title(titles[i])
     if in_notebook():
-        from IPython import display
-
-        display.display(figure)
+        display_figure(figure, "png")
     return axes
+
+
+def display_figure(figure, fmt="png", handle=None):
+    """Show a pyplot-free ``figure`` in the notebook as an image (whatever matplotlib's backend):
+    a new display, or an update of ``handle`` in place; returns the display handle."""
+    from IPython import display
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=fmt, bbox_inches="tight")
+    image = display.SVG(buffer.getvalue()) if fmt == "svg" else display.Image(buffer.getvalue(), format=fmt)
+    if handle is None:
+        return display.display(image, display_id=True)
+    handle.update(image)
+    return handle
 
 
 def image_data(name, batch_size, resize, **kwargs):
