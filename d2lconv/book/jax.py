@@ -292,6 +292,8 @@ class Trainer(common.Trainer):
     """The book's trainer on JAX: ``fit(model, data, key=None)`` initialises the model on the
     first batch and keeps parameters and optimizer in ``self.state`` (a :class:`TrainState`)."""
 
+    init_key = None  # the key of the current fit; None: a fresh get_key()
+
     def find_gpus(self, num_gpus_wanted):
         return [gpu(i) for i in range(min(num_gpus_wanted, num_gpus()))]
 
