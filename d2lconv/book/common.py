@@ -14,7 +14,7 @@ What it offers (names as the book's ``d2l`` library spells them):
   ``Classifier.accuracy`` written against a framework module's aliases.
 - ``DataModule`` (``root``, ``num_workers``, ``train_dataloader``/``val_dataloader`` over
   ``get_dataloader(train)``) and ``ImageDataModule``, the shared part of ``FashionMNIST`` and
-  ``Digits``: the arrays come from :mod:`d2lconv.data` (checksummed, cached, offline-aware),
+  ``Digits`` (``FashionMNISTData`` and ``DigitsData`` fix its data set and the book's signature): the arrays come from :mod:`d2lconv.data` (checksummed, cached, offline-aware),
   ``layout`` ("NCHW" or "NHWC") says how a framework's batches are laid out, ``arrays(train)``
   gives them as NumPy, ``text_labels`` and ``visualize`` work on any framework's batch.
 - ``Trainer``: the book's ``Trainer(max_epochs, num_gpus=0, gradient_clip_val=0)`` with
@@ -34,8 +34,11 @@ How a framework module uses it::
             self.save_hyperparameters()
             self.board = ProgressBoard()
 
-    class FashionMNIST(common.ImageDataModule):   # layout = "NCHW" or "NHWC"
-        def get_dataloader(self, train): ...       # native loader over self.arrays(train)
+    class _ImageData(common.ImageDataModule):   # layout = "NCHW" or "NHWC"
+        def get_dataloader(self, train): ...     # native loader over self.arrays(train)
+
+    class FashionMNIST(common.FashionMNISTData, _ImageData):
+        pass                                     # likewise Digits(common.DigitsData, _ImageData)
 
     class Trainer(common.Trainer):
         def fit_epoch(self): ...
@@ -271,6 +274,22 @@ class ImageDataModule(DataModule):
         images = to_numpy(X)
         images = images[:, 0] if self.layout == "NCHW" else images[..., 0]
         return show_images(images, nrows, ncols, titles=labels)
+
+
+class FashionMNISTData(ImageDataModule):
+    """Fashion-MNIST (60,000 training and 10,000 validation images); a framework module's
+    ``FashionMNIST`` is this plus its ``get_dataloader``."""
+
+    def __init__(self, batch_size=64, resize=(28, 28)):
+        super().__init__("FashionMNIST", batch_size, resize)
+
+
+class DigitsData(ImageDataModule):
+    """Offline stand-in for Fashion-MNIST: scikit-learn's handwritten digits (``options`` as
+    :func:`d2lconv.data.Digits`), with the same batches and methods."""
+
+    def __init__(self, batch_size=64, resize=(28, 28), **options):
+        super().__init__("Digits", batch_size, resize, **options)
 
 
 def show_images(imgs, num_rows, num_cols, titles=None, scale=1.5):

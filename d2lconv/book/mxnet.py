@@ -248,20 +248,14 @@ class _ImageData(common.ImageDataModule, DataModule):
         return self.get_tensorloader((np.array(X, dtype=X.dtype), np.array(y, dtype=_onp.int32)), train)
 
 
-class FashionMNIST(_ImageData):
+class FashionMNIST(common.FashionMNISTData, _ImageData):
     """Fashion-MNIST: 60,000 training and 10,000 validation images, batches of float32
     (N, 1, *resize) images in [0, 1] and int32 labels."""
 
-    def __init__(self, batch_size=64, resize=(28, 28)):
-        super().__init__("FashionMNIST", batch_size, resize)
 
-
-class Digits(_ImageData):
+class Digits(common.DigitsData, _ImageData):
     """Offline stand-in for ``FashionMNIST``: scikit-learn's handwritten digits (see
     :func:`d2lconv.data.Digits` for ``options``), with the same batches and methods."""
-
-    def __init__(self, batch_size=64, resize=(28, 28), **options):
-        super().__init__("Digits", batch_size, resize, **options)
 
 
 # Training
