@@ -267,18 +267,14 @@ class _ImageData(common.ImageDataModule):
         return _Batches((X, y.astype(np.int32)), self.batch_size, shuffle=train)
 
 
-class FashionMNIST(_ImageData):
-    """Fashion-MNIST (60,000 training, 10,000 validation images), as in section 4.2."""
-
-    def __init__(self, batch_size=64, resize=(28, 28)):
-        super().__init__("FashionMNIST", batch_size, resize)
+class FashionMNIST(common.FashionMNISTData, _ImageData):
+    """Fashion-MNIST (60,000 training, 10,000 validation images), as in section 4.2: NumPy
+    batches of float32 (N, *resize, 1) images in [0, 1] and int32 labels."""
 
 
-class Digits(_ImageData):
-    """The offline digits (d2lconv.data.Digits) in FashionMNIST's interface and layout."""
-
-    def __init__(self, batch_size=64, resize=(28, 28), **options):
-        super().__init__("Digits", batch_size, resize, **options)
+class Digits(common.DigitsData, _ImageData):
+    """Offline stand-in for ``FashionMNIST`` (see :func:`d2lconv.data.Digits` for ``options``),
+    with the same batches and methods."""
 
 
 class TrainState(train_state.TrainState):

@@ -195,18 +195,14 @@ class _ImageData(common.ImageDataModule):
         return order.batch(self.batch_size).map(lambda i: (tf.gather(X, i), tf.gather(y, i)))
 
 
-class FashionMNIST(_ImageData):
-    """Fashion-MNIST (60,000 training, 10,000 validation images), as in section 4.2."""
-
-    def __init__(self, batch_size=64, resize=(28, 28)):
-        super().__init__("FashionMNIST", batch_size, resize)
+class FashionMNIST(common.FashionMNISTData, _ImageData):
+    """Fashion-MNIST (60,000 training, 10,000 validation images), as in section 4.2: ``tf.data``
+    batches of float32 (N, *resize, 1) images in [0, 1] and int32 labels."""
 
 
-class Digits(_ImageData):
-    """The offline digits (d2lconv.data.Digits) in FashionMNIST's interface and layout."""
-
-    def __init__(self, batch_size=64, resize=(28, 28), **options):
-        super().__init__("Digits", batch_size, resize, **options)
+class Digits(common.DigitsData, _ImageData):
+    """Offline stand-in for ``FashionMNIST`` (see :func:`d2lconv.data.Digits` for ``options``),
+    with the same batches and methods."""
 
 
 class Trainer(common.Trainer):
