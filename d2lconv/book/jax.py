@@ -36,7 +36,8 @@ from jax import numpy as jnp
 
 from d2lconv import jax as _ops
 from d2lconv.book import common
-from d2lconv.book.common import DataModule, HyperParameters, ProgressBoard, add_to_class, show_images
+# the book's framework-free names, re-exported as d2l.<name>
+from d2lconv.book.common import DataModule, HyperParameters, ProgressBoard, add_to_class, show_images  # noqa: F401
 
 nn_Module = nn.Module
 

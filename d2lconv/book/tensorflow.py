@@ -43,7 +43,8 @@ import tensorflow as tf  # noqa: E402
 
 from d2lconv import tensorflow as _ops  # noqa: E402
 from d2lconv.book import common  # noqa: E402
-from d2lconv.book.common import DataModule, HyperParameters, ProgressBoard, add_to_class, show_images  # noqa: E402
+# the book's framework-free names, re-exported as d2l.<name>
+from d2lconv.book.common import DataModule, HyperParameters, ProgressBoard, add_to_class, show_images  # noqa: E402,F401
 
 _check_keras_backend(keras.backend.backend())
 
