@@ -20,8 +20,8 @@ What it offers (names as the book's ``d2l`` library spells them):
 - ``Trainer``: the book's ``Trainer(max_epochs, num_gpus=0, gradient_clip_val=0)`` with
   ``prepare_data``, ``prepare_model``, ``fit`` and ``prepare_batch``; ``fit`` shows a tqdm bar
   over the training batches outside notebooks. A framework subclass writes ``fit_epoch`` and
-  ``clip_gradients`` and the device hooks ``find_gpus(num_gpus)``, ``to_device(x)``,
-  ``model_to_device(model)``.
+  ``clip_gradients``, sets ``framework`` (its module, whose ``gpu``/``num_gpus`` give
+  ``find_gpus``) and the device hooks ``to_device(x)`` and ``model_to_device(model)``.
 
 How a framework module uses it::
 
@@ -361,10 +361,15 @@ class Trainer(HyperParameters):
         self.save_hyperparameters()
         self.gpus = self.find_gpus(num_gpus)
 
+    #: the framework's book module (its ``gpu(i)`` and ``num_gpus()``), set by its Trainer
+    framework = None
+
     # device hooks: a framework subclass overrides these
     def find_gpus(self, num_gpus):
         """The first ``num_gpus`` GPUs that exist (fewer if fewer exist)."""
-        return []
+        if self.framework is None:
+            return []
+        return [self.framework.gpu(i) for i in range(min(num_gpus, self.framework.num_gpus()))]
 
     def to_device(self, x):
         return x

@@ -262,8 +262,7 @@ class Digits(common.DigitsData, _ImageData):
 class Trainer(common.Trainer):
     """``Trainer(max_epochs, num_gpus=0, gradient_clip_val=0).fit(model, data)``."""
 
-    def find_gpus(self, num_gpus):
-        return [gpu(i) for i in range(min(num_gpus, d2l.num_gpus()))]
+    framework = d2l
 
     def to_device(self, x):
         return x.as_in_context(self.gpus[0])
