@@ -115,3 +115,23 @@ def test_unknown_dialect_is_a_clear_error():
 
     with pytest.raises(AttributeError, match="the book dialects are jax, mxnet, tensorflow, torch"):
         d2lconv.book.chainer  # noqa: B018
+
+
+def test_progress_board_redraws_one_display_in_place_in_a_notebook(monkeypatch):
+    display = pytest.importorskip("IPython.display", reason="IPython is needed to display in notebooks")
+    shown = []
+
+    class Handle:
+        def update(self, obj):
+            shown.append(("update", type(obj).__name__))
+
+    def fake_display(obj, display_id=False):
+        shown.append(("display", type(obj).__name__, display_id))
+        return Handle()
+
+    monkeypatch.setattr(common, "in_notebook", lambda: True)
+    monkeypatch.setattr(display, "display", fake_display)
+    board = common.ProgressBoard()
+    for x in range(3):
+        board.draw(x, x, "train_loss", every_n=1)
+    assert shown == [("display", "SVG", True), ("update", "SVG"), ("update", "SVG")]
