@@ -135,3 +135,39 @@ def test_progress_board_redraws_one_display_in_place_in_a_notebook(monkeypatch):
     for x in range(3):
         board.draw(x, x, "train_loss", every_n=1)
     assert shown == [("display", "SVG", True), ("update", "SVG"), ("update", "SVG")]
+
+
+def _write_idx(path, array):
+    import gzip
+
+    header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, ">u4").tobytes()
+    with gzip.open(path, "wb") as file:
+        file.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_reads_d2lconvs_files_in_the_books_shape(tmp_path, monkeypatch):
+    from d2lconv import data
+
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train-images-idx3-ubyte.gz": rng.integers(0, 256, (5, 28, 28)),
+        "train-labels-idx1-ubyte.gz": np.array([9, 0, 1, 2, 3]),
+        "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (3, 28, 28)),
+        "t10k-labels-idx1-ubyte.gz": np.array([4, 5, 6]),
+    }
+    for name, array in arrays.items():
+        _write_idx(tmp_path / name, array)
+    # the checksummed download is d2lconv.data's (tested there); here its files are stand-ins
+    monkeypatch.setattr(data, "fetch_fashion_mnist", lambda root=None: {n: tmp_path / n for n in arrays})
+
+    class Fashion(common.FashionMNISTData, _Images):
+        pass
+
+    fashion = Fashion(batch_size=2)
+    X, y = fashion.get_dataloader(train=False)[0]
+    assert X.shape == (2, 28, 28, 1) and X.dtype == np.float32 and y.tolist() == [4, 5]
+    np.testing.assert_allclose(X[..., 0], arrays["t10k-images-idx3-ubyte.gz"][:2] / 255, rtol=1e-6)
+    assert fashion.text_labels(fashion.arrays(True)[1]) == ["ankle boot", "t-shirt", "trouser", "pullover", "dress"]
+    assert fashion.hparams == {"batch_size": 2, "resize": (28, 28)}  # as the book's FashionMNIST saves them
+    assert (fashion.root, fashion.num_workers) == ("../data", 4)
+    assert Fashion(batch_size=2, resize=(32, 32)).arrays(True)[0].shape == (5, 32, 32, 1)

@@ -282,6 +282,7 @@ class FashionMNISTData(ImageDataModule):
 
     def __init__(self, batch_size=64, resize=(28, 28)):
         super().__init__("FashionMNIST", batch_size, resize)
+        self.save_hyperparameters()
 
 
 class DigitsData(ImageDataModule):
@@ -290,6 +291,7 @@ class DigitsData(ImageDataModule):
 
     def __init__(self, batch_size=64, resize=(28, 28), **options):
         super().__init__("Digits", batch_size, resize, **options)
+        self.save_hyperparameters()
 
 
 def show_images(imgs, num_rows, num_cols, titles=None, scale=1.5):
