@@ -171,3 +171,20 @@ def test_fashion_mnist_reads_d2lconvs_files_in_the_books_shape(tmp_path, monkeyp
     assert fashion.hparams == {"batch_size": 2, "resize": (28, 28)}  # as the book's FashionMNIST saves them
     assert (fashion.root, fashion.num_workers) == ("../data", 4)
     assert Fashion(batch_size=2, resize=(32, 32)).arrays(True)[0].shape == (5, 32, 32, 1)
+
+
+def test_in_notebook_needs_a_kernel(monkeypatch):
+    IPython = pytest.importorskip("IPython", reason="IPython is needed to tell notebooks apart")
+
+    class TerminalShell:
+        pass
+
+    class KernelShell:
+        kernel = object()
+
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)
+    assert not common.in_notebook()
+    monkeypatch.setattr(IPython, "get_ipython", TerminalShell)
+    assert not common.in_notebook()
+    monkeypatch.setattr(IPython, "get_ipython", KernelShell)
+    assert common.in_notebook()

@@ -19,7 +19,7 @@ What it offers (names as the book's ``d2l`` library spells them):
   gives them as NumPy, ``text_labels`` and ``visualize`` work on any framework's batch.
 - ``Trainer``: the book's ``Trainer(max_epochs, num_gpus=0, gradient_clip_val=0)`` with
   ``prepare_data``, ``prepare_model``, ``fit`` and ``prepare_batch``; ``fit`` shows a tqdm bar
-  over the training batches outside notebooks. A framework subclass writes ``fit_epoch`` and
+  over the training batches outside notebooks (``D2LCONV_PROGRESS=0`` turns it off). A framework subclass writes ``fit_epoch`` and
   ``clip_gradients``, sets ``framework`` (its module, whose ``gpu``/``num_gpus`` give
   ``find_gpus``) and the device hooks ``to_device(x)`` and ``model_to_device(model)``.
 
@@ -63,10 +63,11 @@ Point = collections.namedtuple("Point", ["x", "y"])
 
 
 def in_notebook() -> bool:
-    """Whether we run in a Jupyter kernel (where figures can be displayed and redrawn in place)."""
+    """Whether we run in a Jupyter kernel (where figures can be displayed and redrawn in place):
+    Jupyter's and Colab's shells have a kernel, IPython's terminal shell has none."""
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+    return getattr(shell, "kernel", None) is not None
 
 
 def add_to_class(Class):
