@@ -102,7 +102,11 @@ class TorchBackend(Backend):
                 args[i] = args[i].detach().clone().requires_grad_(True)
             with torch.enable_grad():
                 value = fn(*args)
-                grads = torch.autograd.grad(value, [args[i] for i in argnums], allow_unused=True)
+                wrt = [args[i] for i in argnums]
+                if value.requires_grad:
+                    grads = torch.autograd.grad(value, wrt, allow_unused=True)
+                else:  # the loss uses none of the inputs: every gradient is zero
+                    grads = [None] * len(wrt)
             grads = tuple(torch.zeros_like(args[i]) if g is None else g for i, g in zip(argnums, grads))
             return value.detach(), grads
 

@@ -45,7 +45,7 @@ class Backend:
         raise NotImplementedError
 
     def shape(self, x) -> tuple[int, ...]:
-        return tuple(int(n) for n in x.shape)
+        return tuple(x.shape)
 
     def dtype(self, x) -> np.dtype:
         return np.dtype(x.dtype)
@@ -84,8 +84,19 @@ class Backend:
         raise NotImplementedError(f"backend {self.name!r} does not implement conv2d")
 
     def max_pool(self, x, window, stride, pads):
-        """Max over each window of NCHW ``x``; padded cells are -inf."""
+        """Max over each window of NCHW ``x``; padded cells are -inf. As NumPy's ``max``: a window
+        holding NaN gives NaN, a window of -inf gives -inf."""
         raise NotImplementedError(f"backend {self.name!r} does not implement max pooling")
+
+    def max_pool_edges(self, y, x, window, stride, pads):
+        """``y``, a max pooling of ``x`` by a framework whose max skips NaN and starts from the
+        dtype's lowest finite value, corrected to NumPy's semantics: NaN where a window holds NaN,
+        -inf where a window holds only -inf and padding. Uses ``xp`` and :meth:`avg_pool`."""
+        xp = self.xp
+        finite_or_nan = xp.where(x == -np.inf, xp.zeros_like(x), xp.ones_like(x))
+        # per window: NaN if it holds a NaN, 0 if it holds only -inf and padding, else positive
+        flags = self.avg_pool(xp.where(xp.isnan(x), x, finite_or_nan), window, stride, pads)
+        return xp.where(xp.isnan(flags), flags, xp.where(flags == 0, xp.full_like(y, -np.inf), y))
 
     def avg_pool(self, x, window, stride, pads):
         """Sum over each window of NCHW ``x`` divided by the window's area; padded cells are 0."""
