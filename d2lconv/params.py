@@ -241,7 +241,11 @@ def read_npz(path, op: str = "load_params") -> dict[str, np.ndarray]:
                 "written by save_params"
             )
         with loaded as file:
-            return {name: file[name] for name in file.files}
+            arrays = {name: file[name] for name in file.files}
+        for name, array in arrays.items():
+            if not isinstance(array, np.ndarray):  # NpzFile gives a member without .npy header as bytes
+                raise ValueError(f"its member {name!r} is not a .npy array")
+        return arrays
     except unreadable as error:
         if str(error).startswith(op):
             raise
