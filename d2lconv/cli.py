@@ -115,8 +115,8 @@ def train(options) -> int:
     name = backend.canonical_name(options.backend) if options.backend else d2lconv.get_backend()
     d2l = getattr(d2lconv, name)
     fashion = options.data == "fashion-mnist"
-    batch_size = options.batch_size or (128 if fashion else DIGITS_BATCH_SIZE)
-    lr = options.lr or (0.1 if fashion else DIGITS_LR)
+    batch_size = options.batch_size if options.batch_size is not None else (128 if fashion else DIGITS_BATCH_SIZE)
+    lr = options.lr if options.lr is not None else (0.1 if fashion else DIGITS_LR)
     data = (d2l.FashionMNIST if fashion else d2l.Digits)(batch_size=batch_size, seed=options.seed)
     model = d2l.LeNet(lr=lr, seed=options.seed)
     trainer = d2l.Trainer(max_epochs=options.epochs, num_gpus=options.num_gpus)

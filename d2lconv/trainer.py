@@ -55,6 +55,10 @@ class Trainer:
         for count in ("num_train", "num_val"):
             if getattr(data, count, 1) == 0:
                 raise ValueError(f"Trainer.fit: data has no {'training' if count == 'num_train' else 'validation'} examples ({count}=0)")
+        if not b.differentiable:
+            raise ValueError(
+                f"Trainer.fit: the {b.name} backend is forward only (no gradients); train on torch, tensorflow, jax or mxnet"
+            )
         self._device(b, model)
         step = training.train_step(_loss, lr)
         with backend.use_backend(b.name):
