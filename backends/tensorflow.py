@@ -20,6 +20,8 @@ TO_NHWC, TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 
 
 def _pad_nhwc(x, pads, value):
+    if pads == ((0, 0), (0, 0)):
+        return x
     return tf.pad(x, [[0, 0], *pads, [0, 0]], constant_values=value)
 
 

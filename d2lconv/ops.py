@@ -32,8 +32,8 @@ from d2lconv.tensors import native, numpy_of, resolve_dtype
 from d2lconv.training import model_value_and_grad
 
 _CACHE_SIZE = 1024
-_dtype_plans: dict = {}
-_op_plans: dict = {}
+_dtype_plans: dict = {}  # (op, operand names, native dtypes) -> (compute dtype, casts)
+_op_plans: dict = {}  # (op, shapes, dtypes, arguments) -> a checked, normalised plan
 
 
 def _key(value):
@@ -100,20 +100,15 @@ def _plan_dtypes(op: str, names: tuple, keys: tuple):
     return compute, tuple(dtype is not None and dtype != compute for dtype in resolved)
 
 
-def _operands(op: str, names: tuple, values: tuple):
-    """The current backend and ``values`` as native tensors of one floating dtype (the rule in the
-    module docstring)."""
-    b = backend.current()
-    keys = tuple(x.dtype if b.is_native(x) else None for x in values)
-    compute, casts = _cached(_dtype_plans, (op, names, keys), lambda: _plan_dtypes(op, names, keys))
-    out = []
-    for name, x, key, cast in zip(names, values, keys, casts):
-        if key is None:
-            x = _from_data(b, x, f"{op}: {name}", compute)
-        elif cast:
-            x = b.cast(x, compute)
-        out.append(x)
-    return b, compute, out
+def _to_natives(b, op: str, names: tuple, values: tuple) -> list:
+    """``values`` with every operand that is not a native tensor converted to the compute dtype
+    (the rule in the module docstring); native tensors are left for the plan to cast."""
+    keys = tuple(None if x is None or not b.is_native(x) else x.dtype for x in values)
+    compute, _ = _cached(_dtype_plans, (op, names, keys), lambda: _plan_dtypes(op, names, keys))
+    return [
+        x if key is not None or x is None else _from_data(b, x, f"{op}: {name}", compute)
+        for name, x, key in zip(names, values, keys)
+    ]
 
 
 def _from_data(b, x, where: str, dtype: np.dtype):
@@ -122,58 +117,87 @@ def _from_data(b, x, where: str, dtype: np.dtype):
     return b.from_numpy(np.asarray(array, dtype=dtype, order="C"))
 
 
-def _zeros(b, shape, dtype):
-    return b.from_numpy(np.zeros(shape, dtype))
+def _cast(b, plan, values):
+    """``values`` (native) cast to the plan's dtype where the plan says so."""
+    return [b.cast(x, plan.dtype) if cast else x for x, cast in zip(values, plan.casts)]
 
 
 @dataclass(frozen=True)
 class _ConvPlan:
     stride: args.Pair
     pads: args.Pads
-    out_shape: tuple
+    x_shape: tuple  # X as NCHW
+    w_shape: tuple  # the kernel as OIHW
+    out_shape: tuple  # the result as NCHW
+    shape: tuple  # the result as returned
+    dtype: np.dtype
+    casts: tuple  # per operand: cast to ``dtype`` (integers, bool)
     kind: str  # "run", "empty" (a zero-size output) or "constant" (nothing to sum: the bias)
 
 
-def _plan_conv(op, names, x_shape, w_shape, bias_shape, stride, padding) -> _ConvPlan:
-    x_name, w_name = names
-    if x_shape[1] != w_shape[1]:
+# per operator: (op, name of X, its layout and rank, name of the kernel, its layout and rank)
+_CONV_FORMS = {
+    "conv2d": ("X", "(N, C, H, W)", 4, "W", "(O, C, kh, kw)", 4),
+    "corr2d": ("X", "(H, W)", 2, "K", "(kh, kw)", 2),
+    "corr2d_multi_in": ("X", "(C, H, W)", 3, "K", "(C, kh, kw)", 3),
+    "corr2d_multi_in_out": ("X", "(C, H, W)", 3, "K", "(O, C, kh, kw)", 4),
+}
+
+
+def _plan_conv(op, x_shape, w_shape, bias_shape, dtype_keys, stride, padding) -> _ConvPlan:
+    x_name, x_layout, x_rank, w_name, w_layout, w_rank = _CONV_FORMS[op]
+    args.check_rank(x_shape, (x_rank,), x_name, x_layout, op)
+    args.check_rank(w_shape, (w_rank,), w_name, w_layout, op)
+    names = (x_name, w_name) if bias_shape is None else (x_name, w_name, "bias")
+    dtype, casts = _plan_dtypes(op, names, dtype_keys)
+    x4 = (1,) * (4 - x_rank) + x_shape
+    w4 = (1,) * (4 - w_rank) + w_shape
+    if x4[1] != w4[1]:
         raise ValueError(
-            f"{op}: the input has {x_shape[1]} channels but the kernel expects {w_shape[1]} "
+            f"{op}: the input has {x4[1]} channels but the kernel expects {w4[1]} "
             f"(input shape {x_shape}, kernel shape {w_shape})"
         )
-    if bias_shape is not None and bias_shape != (w_shape[0],):
-        raise ValueError(f"{op}: bias must have shape ({w_shape[0]},), got {bias_shape}")
-    if 0 in w_shape[2:]:
+    if bias_shape is not None and bias_shape != (w4[0],):
+        raise ValueError(f"{op}: bias must have shape ({w4[0]},), got {bias_shape}")
+    if 0 in w4[2:]:
         raise ValueError(f"{op}: {w_name}'s kernel must be at least 1 x 1, got shape {w_shape}")
     stride = args.stride_pair(stride)
-    pads = args.padding_pairs(padding, w_shape[2:], stride)
-    size = args.output_size(
-        x_shape[2:], w_shape[2:], stride, pads, op, x_shape[0] * x_shape[1], x_shape[0] * w_shape[0]
-    )
-    out_shape = (x_shape[0], w_shape[0], *size)
-    if 0 in out_shape:
-        kind = "empty"
-    elif 0 in x_shape[1:]:
-        kind = "constant"
-    else:
-        kind = "run"
-    return _ConvPlan(stride, pads, out_shape, kind)
+    pads = args.padding_pairs(padding, w4[2:], stride)
+    size = args.output_size(x4[2:], w4[2:], stride, pads, op, x4[0] * x4[1], x4[0] * w4[0])
+    out4 = (x4[0], w4[0], *size)
+    kept = 1 if w_rank == 4 and x_rank < 4 else (2 if x_rank < 4 else 0)  # axes the result drops
+    kind = "empty" if 0 in out4 else ("constant" if 0 in x4[1:] else "run")
+    return _ConvPlan(stride, pads, x4, w4, out4, out4[kept:], dtype, casts, kind)
 
 
-def _conv(b, dtype, X, W, bias, stride, padding, op: str, names=("X", "W")):
-    """Checked NCHW x OIHW cross-correlation on native tensors of one dtype."""
+def _conv(op, X, W, bias=None, stride=1, padding=0):
+    """Checked cross-correlation in one of the forms of ``_CONV_FORMS``."""
+    b = backend.current()
+    if not (b.is_native(X) and b.is_native(W) and (bias is None or b.is_native(bias))):
+        form = _CONV_FORMS[op]
+        X, W, bias = _to_natives(b, op, (form[0], form[3], "bias"), (X, W, bias))
     x_shape, w_shape = b.shape(X), b.shape(W)
-    bias_shape = None if bias is None else b.shape(bias)
-    key = (op, x_shape, w_shape, bias_shape, _key(stride), _key(padding))
+    if bias is None:
+        bias_shape, dtype_keys = None, (X.dtype, W.dtype)
+    else:
+        bias_shape, dtype_keys = b.shape(bias), (X.dtype, W.dtype, bias.dtype)
     plan = _cached(
-        _op_plans, key, lambda: _plan_conv(op, names, x_shape, w_shape, bias_shape, stride, padding)
+        _op_plans,
+        (op, x_shape, w_shape, bias_shape, dtype_keys, _key(stride), _key(padding)),
+        lambda: _plan_conv(op, x_shape, w_shape, bias_shape, dtype_keys, stride, padding),
     )
-    if plan.kind == "run":
+    if True in plan.casts:
+        X, W, *rest = _cast(b, plan, (X, W) if bias is None else (X, W, bias))
+        bias = rest[0] if rest else None
+    if plan.kind != "run":
+        Y = b.from_numpy(np.zeros(plan.shape, plan.dtype))
+        if plan.kind == "constant" and bias is not None:
+            Y = Y + b.reshape(bias, (1, plan.out_shape[1], 1, 1))  # only conv2d takes a bias
+        return Y
+    if plan.x_shape == x_shape:  # conv2d: NCHW and OIHW already
         return b.conv2d(X, W, bias, plan.stride, plan.pads)
-    Y = _zeros(b, plan.out_shape, dtype)
-    if plan.kind == "constant" and bias is not None:
-        Y = Y + b.reshape(bias, (1, plan.out_shape[1], 1, 1))
-    return Y
+    Y = b.conv2d(b.reshape(X, plan.x_shape), b.reshape(W, plan.w_shape), None, plan.stride, plan.pads)
+    return b.reshape(Y, plan.shape)
 
 
 def conv2d(X, W, bias=None, stride=1, padding=0):
@@ -181,47 +205,31 @@ def conv2d(X, W, bias=None, stride=1, padding=0):
 
     ``bias`` has shape (O,). Output (N, O, OH, OW) with ``OH = floor((H - kh + ph + sh) / sh)``.
     """
-    if bias is None:
-        b, dtype, (X, W) = _operands("conv2d", ("X", "W"), (X, W))
-    else:
-        b, dtype, (X, W, bias) = _operands("conv2d", ("X", "W", "bias"), (X, W, bias))
-    args.check_rank(b.shape(X), (4,), "X", "(N, C, H, W)", "conv2d")
-    args.check_rank(b.shape(W), (4,), "W", "(O, C, kh, kw)", "conv2d")
-    return _conv(b, dtype, X, W, bias, stride, padding, "conv2d")
-
-
-def _corr(X, K, x_rank: int, k_rank: int, x_layout: str, k_layout: str, op: str):
-    """``X`` and ``K`` lifted to NCHW/OIHW, correlated, and the result's leading 1s dropped."""
-    b, dtype, (X, K) = _operands(op, ("X", "K"), (X, K))
-    x_shape, k_shape = b.shape(X), b.shape(K)
-    args.check_rank(x_shape, (x_rank,), "X", x_layout, op)
-    args.check_rank(k_shape, (k_rank,), "K", k_layout, op)
-    X4 = b.reshape(X, (1,) * (4 - x_rank) + x_shape)
-    K4 = b.reshape(K, (1,) * (4 - k_rank) + k_shape)
-    Y = _conv(b, dtype, X4, K4, None, 1, 0, op, ("X", "K"))
-    kept = 1 if k_rank == 4 else 2  # an output-channel axis survives only for OIHW kernels
-    return b.reshape(Y, b.shape(Y)[kept:])
+    return _conv("conv2d", X, W, bias, stride, padding)
 
 
 def corr2d(X, K):
     """2-D cross-correlation of ``X`` (H, W) with ``K`` (kh, kw); output (H-kh+1, W-kw+1)."""
-    return _corr(X, K, 2, 2, "(H, W)", "(kh, kw)", "corr2d")
+    return _conv("corr2d", X, K)
 
 
 def corr2d_multi_in(X, K):
     """``X`` (C, H, W) with ``K`` (C, kh, kw), summed over channels; output (H', W')."""
-    return _corr(X, K, 3, 3, "(C, H, W)", "(C, kh, kw)", "corr2d_multi_in")
+    return _conv("corr2d_multi_in", X, K)
 
 
 def corr2d_multi_in_out(X, K):
     """``X`` (C, H, W) with ``K`` (O, C, kh, kw); output (O, H', W')."""
-    return _corr(X, K, 3, 4, "(C, H, W)", "(O, C, kh, kw)", "corr2d_multi_in_out")
+    return _conv("corr2d_multi_in_out", X, K)
 
 
 def corr2d_multi_in_out_1x1(X, K):
     """The 1x1 convolution as a matrix product: ``X`` (C, H, W), ``K`` (O, C, 1, 1) -> (O, H, W)."""
     op = "corr2d_multi_in_out_1x1"
-    b, dtype, (X, K) = _operands(op, ("X", "K"), (X, K))
+    b = backend.current()
+    X, K = _to_natives(b, op, ("X", "K"), (X, K))
+    dtype, casts = _plan_dtypes(op, ("X", "K"), (X.dtype, K.dtype))
+    X, K = [b.cast(x, dtype) if cast else x for x, cast in zip((X, K), casts)]
     args.check_rank(b.shape(X), (3,), "X", "(C, H, W)", op)
     args.check_rank(b.shape(K), (4,), "K", "(O, C, 1, 1)", op)
     (c_i, h, w), (c_o, k_i, kh, kw) = b.shape(X), b.shape(K)
@@ -230,7 +238,7 @@ def corr2d_multi_in_out_1x1(X, K):
     if k_i != c_i:
         raise ValueError(f"{op}: X has {c_i} channels but K expects {k_i}")
     if c_i == 0 or c_o * h * w == 0:  # nothing to sum, or nothing to hold: zeros of the right shape
-        return _zeros(b, (c_o, h, w), dtype)
+        return b.from_numpy(np.zeros((c_o, h, w), dtype))
     Y = b.matmul(b.reshape(K, (c_o, c_i)), b.reshape(X, (c_i, h * w)))
     return b.reshape(Y, (c_o, h, w))
 
@@ -245,16 +253,19 @@ class _PoolPlan:
     pads: args.Pads
     in_shape: tuple  # X as NCHW
     out_shape: tuple  # the result, in X's rank
+    dtype: np.dtype
+    casts: tuple
     divisor: np.ndarray | None  # cells inside each window, for count_include_pad=False
 
 
-def _plan_pool(shape, dtype, pool_size, mode, stride, padding, count_include_pad) -> _PoolPlan:
+def _plan_pool(shape, dtype_key, pool_size, mode, stride, padding, count_include_pad) -> _PoolPlan:
     op = "pool2d"
     if mode not in POOL_MODES:
         raise ValueError(f"{op}: mode must be one of {POOL_MODES}, got {mode!r}")
     if not isinstance(count_include_pad, (bool, np.bool_)):
         raise TypeError(f"{op}: count_include_pad must be True or False, got {count_include_pad!r}")
     args.check_rank(shape, (2, 3, 4), "X", "(H, W), (C, H, W) or (N, C, H, W)", op)
+    dtype, casts = _plan_dtypes(op, ("X",), (dtype_key,))
     window = args.int_pair(pool_size, "pool_size")
     stride = window if stride is None else args.stride_pair(stride)
     pads = args.padding_pairs(padding, window, stride)
@@ -269,7 +280,7 @@ def _plan_pool(shape, dtype, pool_size, mode, stride, padding, count_include_pad
     if mode == "avg" and not count_include_pad and pads != ((0, 0), (0, 0)):
         ones = np.ones((1, 1) + shape[-2:])
         divisor = reference.pool2d(ones, window, stride, pads, "avg").astype(dtype)
-    return _PoolPlan(window, stride, pads, in_shape, shape[:-2] + size, divisor)
+    return _PoolPlan(window, stride, pads, in_shape, shape[:-2] + size, dtype, casts, divisor)
 
 
 def pool2d(X, pool_size, mode="max", stride=None, padding=0, count_include_pad=True):
@@ -279,14 +290,19 @@ def pool2d(X, pool_size, mode="max", stride=None, padding=0, count_include_pad=T
     the window's area, padded zeros included, unless ``count_include_pad=False``, which divides by
     the number of input cells in each window. Every window must hold at least one input cell.
     """
-    b, dtype, (X,) = _operands("pool2d", ("X",), (X,))
-    shape = b.shape(X)
-    key = (shape, dtype, _key(pool_size), _key(mode), _key(stride), _key(padding), _key(count_include_pad))
+    b = backend.current()
+    if not b.is_native(X):
+        (X,) = _to_natives(b, "pool2d", ("X",), (X,))
+    shape, dtype_key = b.shape(X), X.dtype
     plan = _cached(
-        _op_plans, key, lambda: _plan_pool(shape, dtype, pool_size, mode, stride, padding, count_include_pad)
+        _op_plans,
+        (shape, dtype_key, _key(pool_size), _key(mode), _key(stride), _key(padding), _key(count_include_pad)),
+        lambda: _plan_pool(shape, dtype_key, pool_size, mode, stride, padding, count_include_pad),
     )
+    if plan.casts[0]:
+        X = b.cast(X, plan.dtype)
     if 0 in plan.in_shape:
-        return _zeros(b, plan.out_shape, dtype)
+        return b.from_numpy(np.zeros(plan.out_shape, plan.dtype))
     X4 = X if len(shape) == 4 else b.reshape(X, plan.in_shape)
     if mode == "max":
         Y = b.max_pool(X4, plan.window, plan.stride, plan.pads)

@@ -77,7 +77,7 @@ def test_convolution_with_nan_and_infinities_matches_the_reference(d2l):
     _same(Y, reference.conv2d(SPECIAL[None, None], W, None, (1, 1), ((1, 1), (1, 1))))
 
 
-finite = st.floats(-100, 100, width=32)
+finite = st.floats(-100, 100, width=32, allow_subnormal=False)  # frameworks may flush subnormals to 0
 specials = st.sampled_from([NAN, INF, -INF])
 cells = st.one_of(finite, finite, finite, specials)
 
@@ -108,7 +108,7 @@ def test_property_pooling_with_nan_and_infinities(d2l, case, mode, count):
     data=st.data(),
 )
 def test_property_convolution_with_nan_and_infinities(d2l, X, out, k, pad, stride, data):
-    W = data.draw(hnp.arrays(np.float32, (out, X.shape[1], k, k), elements=st.floats(-2, 2, width=32)))
+    W = data.draw(hnp.arrays(np.float32, (out, X.shape[1], k, k), elements=st.floats(-2, 2, width=32, allow_subnormal=False)))
     expected = reference.conv2d(X, W, None, (stride, stride), ((pad, pad), (pad, pad)))
     _same(d2l.conv2d(X, W, stride=stride, padding=pad), expected, tol=1e-3)
 
@@ -190,7 +190,7 @@ def test_empty_batch_channels_and_outputs_give_empty_results(d2l):
 def test_a_zero_sized_kernel_or_pooled_plane_is_a_value_error(d2l):
     with pytest.raises(ValueError, match=re.escape("conv2d: W's kernel must be at least 1 x 1, got shape (1, 1, 0, 0)")):
         d2l.conv2d(F32.ones((1, 1, 3, 3)), F32.ones((1, 1, 0, 0)))
-    with pytest.raises(ValueError, match=re.escape("corr2d: K's kernel must be at least 1 x 1, got shape (1, 1, 0, 2)")):
+    with pytest.raises(ValueError, match=re.escape("corr2d: K's kernel must be at least 1 x 1, got shape (0, 2)")):
         d2l.corr2d(F32.ones((3, 3)), F32.ones((0, 2)))
     with pytest.raises(ValueError, match=re.escape("pool2d: X must have a positive height and width, got shape (1, 0, 4)")):
         d2l.pool2d(F32.zeros((1, 0, 4)), 2, padding=1)
