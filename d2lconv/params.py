@@ -159,6 +159,7 @@ def prepare(b, targets: dict, values, op: str, what: str, keep_native: bool = Fa
 
 
 def _set(model, values, op: str, what: str) -> None:
+    """Check ``values`` against every parameter of ``model`` (built or not), then write them all."""
     b = _check_model(model, op)
     slots = _expected(model)
     targets = {}
@@ -173,8 +174,10 @@ def _set(model, values, op: str, what: str) -> None:
         if isinstance(values, Mapping):
             for a in attributes:
                 value = values.get(prefix + a)
-                if value is not None:
+                try:
                     given[a] = tuple(b.shape(value) if b.is_native(value) else np.shape(value))
+                except ValueError:  # ragged nested lists: prepare() reports them
+                    continue
         shapes = _built_shapes(module.d2l_layer, given)
         for attribute in attributes:
             targets[prefix + attribute] = (shapes[attribute], PARAM_DTYPE)
