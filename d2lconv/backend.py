@@ -167,6 +167,11 @@ def get_backend() -> str:
     return _global_name or _default_name()
 
 
+def thread_stack() -> list[str]:
+    """This thread's stack of backends chosen by contexts and namespaces (innermost last)."""
+    return _local.__dict__.setdefault("stack", [])
+
+
 @contextlib.contextmanager
 def use_backend(name: str):
     """Use ``name`` inside the ``with`` block, in this thread only; restores the previous one."""
@@ -174,7 +179,7 @@ def use_backend(name: str):
     if name not in _loaded:
         refresh()
         _check_installed(name)
-    stack = _local.__dict__.setdefault("stack", [])
+    stack = thread_stack()
     stack.append(name)
     try:
         yield load(name)
