@@ -163,7 +163,8 @@ def _plan_conv(op, x_shape, w_shape, bias_shape, dtype_keys, stride, padding) ->
         raise ValueError(f"{op}: {w_name}'s kernel must be at least 1 x 1, got shape {w_shape}")
     stride = args.stride_pair(stride)
     pads = args.padding_pairs(padding, w4[2:], stride)
-    size = args.output_size(x4[2:], w4[2:], stride, pads, op, x4[0] * x4[1], x4[0] * w4[0])
+    n = 1 if x4[0] is None else x4[0]  # a batch size unknown while a graph is traced
+    size = args.output_size(x4[2:], w4[2:], stride, pads, op, n * x4[1], n * w4[0])
     out4 = (x4[0], w4[0], *size)
     kept = 1 if w_rank == 4 and x_rank < 4 else (2 if x_rank < 4 else 0)  # axes the result drops
     kind = "empty" if 0 in out4 else ("constant" if 0 in x4[1:] else "run")
@@ -274,7 +275,7 @@ def _plan_pool(shape, dtype_key, pool_size, mode, stride, padding, count_include
     if 0 in shape[-2:]:
         raise ValueError(f"{op}: X must have a positive height and width, got shape {shape}")
     in_shape = (1,) * (4 - len(shape)) + shape
-    planes = in_shape[0] * in_shape[1]
+    planes = (1 if in_shape[0] is None else in_shape[0]) * in_shape[1]  # batch unknown in a traced graph
     size = args.output_size(shape[-2:], window, stride, pads, op, planes, planes)
     divisor = None
     if mode == "avg" and not count_include_pad and pads != ((0, 0), (0, 0)):
