@@ -91,12 +91,17 @@ class Backend:
     def max_pool_edges(self, y, x, window, stride, pads):
         """``y``, a max pooling of ``x`` by a framework whose max skips NaN and starts from the
         dtype's lowest finite value, corrected to NumPy's semantics: NaN where a window holds NaN,
-        -inf where a window holds only -inf and padding. Uses ``xp`` and :meth:`avg_pool`."""
-        xp = self.xp
-        finite_or_nan = xp.where(x == -np.inf, xp.zeros_like(x), xp.ones_like(x))
-        # per window: NaN if it holds a NaN, 0 if it holds only -inf and padding, else positive
-        flags = self.avg_pool(xp.where(xp.isnan(x), x, finite_or_nan), window, stride, pads)
-        return xp.where(xp.isnan(flags), flags, xp.where(flags == 0, xp.full_like(y, -np.inf), y))
+        -inf where a window holds only -inf and padding. Comparisons, one average pooling and
+        arithmetic: no ``where`` (slow on MXNet), no scaling of ``x`` (subnormals are slow)."""
+        dtype = self.dtype(x)
+        area = window[0] * window[1]
+        # a cell counts 1 above -inf and area + 1 as NaN (NaN > -inf is false): exact small sums
+        marks = self.cast(x > -np.inf, dtype) + self.cast(x != x, dtype) * (area + 1)
+        counts = self.avg_pool(marks, window, stride, pads) * area
+        has_nan = self.cast(counts > area + 0.5, dtype)
+        only_neg_inf = self.cast(counts < 0.5, dtype)
+        # log(0) = -inf where only -inf; 0 / 0 = NaN where a NaN; + 0 elsewhere
+        return y + self.xp.log(1 - only_neg_inf) + 0 / (1 - has_nan)
 
     def avg_pool(self, x, window, stride, pads):
         """Sum over each window of NCHW ``x`` divided by the window's area; padded cells are 0."""
