@@ -69,7 +69,9 @@ def _edge_inputs():
         "avg_pool_bool": lambda: ops.pool2d(ints > 0, 2, "avg"),
         "corr2d_int": lambda: ops.corr2d(ints, [[1, 2], [3, 4]]),
         "conv_batch0": lambda: ops.conv2d(np.zeros((0, 1, 5, 5), np.float32), W[:, :1]),
-        "conv_in_channels0": lambda: ops.conv2d(np.zeros((2, 0, 4, 4), np.float32), np.zeros((3, 0, 2, 2), np.float32), [1.0, 2, 3], 1, 1),
+        "conv_in_channels0": lambda: ops.conv2d(
+            np.zeros((2, 0, 4, 4), np.float32), np.zeros((3, 0, 2, 2), np.float32), [1.0, 2, 3], 1, 1
+        ),
         "conv_out_channels0": lambda: ops.conv2d(special[None, None], np.zeros((0, 1, 2, 2), np.float32)),
         "conv_kernel0x0": lambda: ops.conv2d(special[None, None], np.zeros((1, 1, 0, 0), np.float32)),
         "pool_channels0": lambda: ops.pool2d(np.zeros((0, 4, 4), np.float32), 2),
