@@ -11,6 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter,
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import tensorflow.experimental.numpy as tnp  # noqa: E402
 
 from d2lconv.interface import Backend
 from d2lconv.layers import LayerModule, run
@@ -19,6 +20,8 @@ TO_NHWC, TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 
 
 def _pad_nhwc(x, pads, value):
+    if pads == ((0, 0), (0, 0)):
+        return x
     return tf.pad(x, [[0, 0], *pads, [0, 0]], constant_values=value)
 
 
@@ -48,6 +51,7 @@ class Module(LayerModule, tf.Module):
 
 class TensorflowBackend(Backend):
     name = "tensorflow"
+    xp = tnp
 
     def devices(self):
         return [device.name for device in tf.config.list_physical_devices()]
@@ -113,7 +117,10 @@ class TensorflowBackend(Backend):
         return tf.transpose(y, TO_NCHW)
 
     def max_pool(self, x, window, stride, pads):
-        return self._pool(tf.nn.max_pool2d, x, window, stride, pads, -np.inf)
+        y = self._pool(tf.nn.max_pool2d, x, window, stride, pads, -np.inf)
+        if tf.executing_eagerly() and tf.math.is_finite(tf.reduce_sum(x)):
+            return y  # no NaN and no -inf anywhere: tf.nn's max is already NumPy's
+        return self.max_pool_edges(y, x, window, stride, pads)  # tf.nn's max skips NaN
 
     def avg_pool(self, x, window, stride, pads):
         return self._pool(tf.nn.avg_pool2d, x, window, stride, pads, 0)

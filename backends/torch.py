@@ -14,6 +14,12 @@ def _torch_pad(pads):
     return (left, right, top, bottom)
 
 
+def _symmetric_within_half(pads, window) -> bool:
+    """Padding torch's pooling takes itself: the same on both sides, at most half the window."""
+    (top, bottom), (left, right) = pads
+    return top == bottom and left == right and 2 * top <= window[0] and 2 * left <= window[1]
+
+
 class Module(LayerModule, torch.nn.Module):
     """A d2lconv layer as a ``torch.nn.Module``; children and parameters are registered attributes."""
 
@@ -90,9 +96,13 @@ class TorchBackend(Backend):
         return F.conv2d(F.pad(x, _torch_pad(pads)), w, bias, stride)
 
     def max_pool(self, x, window, stride, pads):
+        if _symmetric_within_half(pads, window):  # torch's own padding is -inf: no copy
+            return F.max_pool2d(x, window, stride, (pads[0][0], pads[1][0]))
         return F.max_pool2d(F.pad(x, _torch_pad(pads), value=-np.inf), window, stride)
 
     def avg_pool(self, x, window, stride, pads):
+        if _symmetric_within_half(pads, window):  # zeros counted, as count_include_pad=True
+            return F.avg_pool2d(x, window, stride, (pads[0][0], pads[1][0]))
         return F.avg_pool2d(F.pad(x, _torch_pad(pads)), window, stride)
 
     def value_and_grad(self, fn, argnums):
@@ -102,7 +112,11 @@ class TorchBackend(Backend):
                 args[i] = args[i].detach().clone().requires_grad_(True)
             with torch.enable_grad():
                 value = fn(*args)
-                grads = torch.autograd.grad(value, [args[i] for i in argnums], allow_unused=True)
+                wrt = [args[i] for i in argnums]
+                if value.requires_grad:
+                    grads = torch.autograd.grad(value, wrt, allow_unused=True)
+                else:  # the loss uses none of the inputs: every gradient is zero
+                    grads = [None] * len(wrt)
             grads = tuple(torch.zeros_like(args[i]) if g is None else g for i, g in zip(argnums, grads))
             return value.detach(), grads
 

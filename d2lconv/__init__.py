@@ -69,7 +69,7 @@ __all__ = [
     "use_backend", "value_and_grad", "zeros",
 ]
 
-_NAMESPACE_NAMES = {"torch", "pytorch", "tensorflow", "tf", "jax", "mxnet", "mx", "numpy"}
+_NAMESPACE_NAMES = {"torch", "pytorch", "tensorflow", "tf", "jax", "mxnet", "mx", "numpy", "np"}
 
 
 def __getattr__(name):

@@ -1,6 +1,8 @@
 """Do the frameworks agree? One fixed battery of cases, run on each backend, compared pairwise.
 
 The battery: the operators on fixed random inputs (padding and stride forms, both pool modes),
+hostile edge inputs (NaN, infinities, integers, float16, empty sizes, huge padding, bad gradient
+requests: each gives the same value or raises the same exception type everywhere),
 LeNet's logits from seed 0, and, where the backend has autodiff, LeNet's gradients, five SGD
 steps' losses and the learning-a-kernel losses; with ``--train``, the loss and accuracy curves
 of 3 epochs of LeNet on the offline digits. Results of a backend that cannot be imported
@@ -24,8 +26,9 @@ from d2lconv.data import DIGITS_BATCH_SIZE, DIGITS_LR, Digits
 from d2lconv.trainer import Trainer
 
 #: tolerance by key prefix: operators 1e-5 (float32 ops), model outputs 1e-4 (deep float32
-#: sums), whole training curves 1e-3 (float32 rounding compounds over 3,400 SGD steps)
-TOLERANCES = {"op/": 1e-5, "lenet/": 1e-4, "kernel/": 1e-4, "digits/": 1e-3}
+#: sums), whole training curves 1e-3 (float32 rounding compounds over 3,400 SGD steps); edge
+#: cases must match exactly in shape, dtype, NaN and infinity positions, or raise the same error
+TOLERANCES = {"op/": 1e-5, "edge/": 1e-5, "lenet/": 1e-4, "kernel/": 1e-4, "digits/": 1e-3}
 
 CONV_CASES = [  # (padding, stride)
     (0, 1), (1, 1), ((2, 1), 1), (((0, 2), (1, 0)), (2, 3)), ("same", 1), (1, 2),
@@ -40,6 +43,71 @@ def _data(seed, *shape):
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
+def _edge_inputs():
+    nan, inf = np.nan, np.inf
+    special = np.array(
+        [[1, nan, 3, 4, -2], [5, 6, 7, 8, 0], [-inf, -inf, 1, 2, inf], [-inf, -inf, 3, 4, 1], [2, 1, 0, -1, -2]],
+        np.float32,
+    )
+    ints = np.arange(25, dtype=np.int64).reshape(5, 5) - 12
+    W = _data(5, 2, 1, 2, 2)
+
+    def grad(fn, argnums, *inputs):
+        return lambda: ops.value_and_grad(fn, argnums)(*inputs)[1]
+
+    def total(x, y=None):
+        return tensors.reduce_sum(x)
+
+    return {
+        "max_pool_nan_inf": lambda: ops.pool2d(special, 2, "max", 1),
+        "max_pool_padded_neg_inf": lambda: ops.pool2d(special, 3, "max", 2, 1),
+        "max_pool_all_neg_inf": lambda: ops.pool2d(np.full((2, 3, 3), -inf, np.float32), 2, "max", 1, 1),
+        "avg_pool_nan_inf": lambda: ops.pool2d(special, 2, "avg", 1, 1),
+        "conv_nan_inf": lambda: ops.conv2d(special[None, None], W[:, :1] * 0 + 1, None, 1, 1),
+        "max_pool_int": lambda: ops.pool2d(ints, 2, "max", 1, 1),
+        "avg_pool_int": lambda: ops.pool2d(ints, 3, "avg", 2, 1, False),
+        "avg_pool_bool": lambda: ops.pool2d(ints > 0, 2, "avg"),
+        "corr2d_int": lambda: ops.corr2d(ints, [[1, 2], [3, 4]]),
+        "conv_batch0": lambda: ops.conv2d(np.zeros((0, 1, 5, 5), np.float32), W[:, :1]),
+        "conv_in_channels0": lambda: ops.conv2d(
+            np.zeros((2, 0, 4, 4), np.float32), np.zeros((3, 0, 2, 2), np.float32), [1.0, 2, 3], 1, 1
+        ),
+        "conv_out_channels0": lambda: ops.conv2d(special[None, None], np.zeros((0, 1, 2, 2), np.float32)),
+        "conv_kernel0x0": lambda: ops.conv2d(special[None, None], np.zeros((1, 1, 0, 0), np.float32)),
+        "pool_channels0": lambda: ops.pool2d(np.zeros((0, 4, 4), np.float32), 2),
+        "pool_height0": lambda: ops.pool2d(np.zeros((1, 0, 4), np.float32), 2, padding=1),
+        "conv_float16": lambda: ops.conv2d(special[None, None].astype(np.float16), W[:, :1]),
+        "pool_float16": lambda: ops.pool2d(tensors.tensor(special, "float16"), 2),
+        "conv_huge_padding": lambda: ops.conv2d(special[None, None], W[:, :1], None, 1, 10**7),
+        "pool_huge_padding": lambda: ops.pool2d(special, 10**7 + 1, "max", 1, 10**7),
+        "scalar_shape": lambda: np.array(tensors.shape(tensors.tensor(3.0))),
+        "grad_non_scalar": grad(lambda x: x * 2, 0, special),
+        "grad_unused": grad(lambda x, y: tensors.reduce_sum(y), 0, special, W),
+        "grad_nothing_used": grad(lambda x: tensors.tensor(1.0), 0, special),
+        "grad_argnums_range": grad(total, 2, special),
+        "grad_int_input": grad(total, 0, ints),
+    }
+
+
+def _outcome(case) -> np.ndarray:
+    """A case's result as a NumPy array, or the name of the exception it raised (as a str array)."""
+    try:
+        return np.asarray(tensors.to_numpy(case()))
+    except (ValueError, TypeError, NotImplementedError) as error:
+        return np.array(type(error).__name__)
+
+
+def edge_battery() -> dict[str, np.ndarray]:
+    """Hostile inputs (NaN, infinities, integers, bool, float16, empty sizes, huge padding, bad
+    gradient requests) on the current backend: each a value or the exception type it raised."""
+    trainable = backend.current().differentiable
+    return {
+        f"edge/{name}": _outcome(case)
+        for name, case in _edge_inputs().items()
+        if trainable or not name.startswith("grad_")
+    }
+
+
 def battery(train: bool = False) -> dict[str, np.ndarray]:
     """The battery's results on the current backend, as NumPy arrays keyed by case; with
     ``train``, also the curves of 3 epochs of LeNet on the offline digits (about 30 s)."""
@@ -50,6 +118,7 @@ def battery(train: bool = False) -> dict[str, np.ndarray]:
     for i, (mode, window, stride, padding, count) in enumerate(POOL_CASES):
         out[f"op/pool2d/{i}"] = tensors.to_numpy(ops.pool2d(-np.abs(X), window, mode, stride, padding, count))
     out["op/corr2d_multi_in_out"] = tensors.to_numpy(ops.corr2d_multi_in_out(X[0], W))
+    out.update(edge_battery())
 
     net = models.LeNet(seed=0)
     images, labels = _data(3, 8, 1, 28, 28), np.random.default_rng(4).integers(0, 10, 8)
@@ -96,11 +165,26 @@ def load(path, results: dict) -> dict:
     return results
 
 
+def difference(a, b) -> float:
+    """Max abs difference of two results; inf when they differ in kind (an exception's name
+    against a value, or another name), shape, dtype kind, or where NaN and infinities are."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype.kind == "U" or b.dtype.kind == "U":
+        return 0.0 if a.dtype.kind == b.dtype.kind and a.item() == b.item() else np.inf
+    if a.shape != b.shape or (a.dtype.kind == "f") != (b.dtype.kind == "f"):
+        return np.inf
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    if not (np.array_equal(np.isnan(a), np.isnan(b)) and np.array_equal(a[np.isinf(a)], b[np.isinf(a)])):
+        return np.inf
+    finite = np.isfinite(a)
+    return float(np.max(np.abs(a[finite] - b[finite]), initial=0.0))
+
+
 def compare(a: dict, b: dict) -> tuple[float, str, bool]:
     """(max abs diff over the keys both have, the worst key, every key within its tolerance)."""
     worst, worst_key, ok = 0.0, "", True
     for key in sorted(set(a) & set(b)):
-        diff = float(np.max(np.abs(np.asarray(a[key], np.float64) - np.asarray(b[key], np.float64))))
+        diff = difference(a[key], b[key])
         tol = next(t for prefix, t in TOLERANCES.items() if key.startswith(prefix))
         ok &= diff <= tol
         if diff >= worst:

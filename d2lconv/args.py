@@ -4,6 +4,10 @@ Padding forms: ``int`` (all sides), ``(ph, pw)`` (each side), ``((top, bottom), 
 ``"valid"`` (none) and ``"same"`` (stride 1 only; output size equals input size; when the total
 is odd the extra row/column goes at the end). Strides: ``int`` or ``(sh, sw)``, positive.
 Output size along one axis: ``floor((n - k + p_total + s) / s)``.
+
+Size limit: no padded input and no output may hold more than :data:`MAX_ELEMENTS` elements
+(2**31 - 1, the largest size every framework indexes); a larger padding is a ValueError raised
+before any framework allocates memory.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import numbers
 
 Pair = tuple[int, int]
 Pads = tuple[Pair, Pair]
+
+MAX_ELEMENTS = 2**31 - 1
 
 
 def _is_int(value) -> bool:
@@ -67,15 +73,26 @@ def padding_pairs(padding, kernel: Pair, stride: Pair) -> Pads:
     )
 
 
-def output_size(size: Pair, kernel: Pair, stride: Pair, pads: Pads, op: str) -> Pair:
-    """Spatial output size; a kernel larger than the padded input is an error."""
+def output_size(
+    size: Pair, kernel: Pair, stride: Pair, pads: Pads, op: str, in_planes: int = 1, out_planes: int = 1
+) -> Pair:
+    """Spatial output size; a kernel larger than the padded input is an error, and so is a padded
+    input (``in_planes`` planes) or an output (``out_planes`` planes) over :data:`MAX_ELEMENTS`."""
     padded = tuple(n + sum(p) for n, p in zip(size, pads))
     if any(k > n for k, n in zip(kernel, padded)):
         raise ValueError(
             f"{op}: kernel {tuple(kernel)} is larger than the padded input {padded} "
             f"(input {tuple(size)}, padding {pads})"
         )
-    return tuple((n - k + s) // s for n, k, s in zip(padded, kernel, stride))
+    out = tuple((n - k + s) // s for n, k, s in zip(padded, kernel, stride))
+    for what, planes, plane in (("padded input", in_planes, padded), ("output", out_planes, out)):
+        if planes * plane[0] * plane[1] > MAX_ELEMENTS or plane[0] * plane[1] > MAX_ELEMENTS:
+            raise ValueError(
+                f"{op}: with padding {pads} the {what} would be {plane[0]} x {plane[1]} per plane "
+                f"({max(planes, 1) * plane[0] * plane[1]:,} elements), over the limit of "
+                f"{MAX_ELEMENTS:,} (2**31 - 1) elements per tensor; use a smaller padding or input"
+            )
+    return out
 
 
 def check_rank(shape: tuple[int, ...], ranks: tuple[int, ...], name: str, layout: str, op: str) -> None:

@@ -7,6 +7,11 @@ else the NumPy reference backend.
 
 ``import d2lconv`` imports no framework: a backend module, and with it its framework, is imported
 the first time that backend is used.
+
+The default (no context, no ``set_backend``) is resolved once and cached: the installed frameworks
+are searched only the first time. ``D2LCONV_BACKEND`` is read on every call (one dictionary
+look-up), so changing it in ``os.environ`` takes effect at the next call; installing a framework
+while the process runs is noticed after ``set_backend``/``use_backend`` or :func:`refresh`.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ DEFAULT_ORDER = ("torch", "jax", "tensorflow", "mxnet", "numpy")
 _loaded: dict[str, object] = {}
 _global_name: str | None = None
 _local = threading.local()
+_installed_cache: dict[str, bool] = {}  # backend name -> its framework is importable
+_default_cache: dict[str, str] = {}  # D2LCONV_BACKEND's value -> the backend it selects
 
 
 def framework_of(x) -> str | None:
@@ -69,7 +76,18 @@ def canonical_name(name: str) -> str:
 
 
 def _installed(info: BackendInfo) -> bool:
-    return all(importlib.util.find_spec(module) is not None for module in info.modules)
+    found = _installed_cache.get(info.name)
+    if found is None:
+        found = _installed_cache[info.name] = all(
+            importlib.util.find_spec(module) is not None for module in info.modules
+        )
+    return found
+
+
+def refresh() -> None:
+    """Forget what was found installed and the resolved default (``set_backend`` does this too)."""
+    _installed_cache.clear()
+    _default_cache.clear()
 
 
 def available_backends() -> list[str]:
@@ -118,13 +136,21 @@ def _load_checkout_backends() -> None:
 def set_backend(name: str) -> None:
     """Make ``name`` the process-wide backend (a ``use_backend`` context still wins)."""
     global _global_name
+    refresh()
     name = canonical_name(name)
     _check_installed(name)
     _global_name = name
 
 
 def _default_name() -> str:
-    from_env = os.environ.get(ENV_VAR, "").strip()
+    from_env = os.environ.get(ENV_VAR, "")
+    name = _default_cache.get(from_env)
+    if name is None:
+        name = _default_cache[from_env] = _resolve_default(from_env.strip())
+    return name
+
+
+def _resolve_default(from_env: str) -> str:
     if from_env:
         try:
             return canonical_name(from_env)
@@ -141,12 +167,19 @@ def get_backend() -> str:
     return _global_name or _default_name()
 
 
+def thread_stack() -> list[str]:
+    """This thread's stack of backends chosen by contexts and namespaces (innermost last)."""
+    return _local.__dict__.setdefault("stack", [])
+
+
 @contextlib.contextmanager
 def use_backend(name: str):
     """Use ``name`` inside the ``with`` block, in this thread only; restores the previous one."""
     name = canonical_name(name)
-    _check_installed(name)
-    stack = _local.__dict__.setdefault("stack", [])
+    if name not in _loaded:
+        refresh()
+        _check_installed(name)
+    stack = thread_stack()
     stack.append(name)
     try:
         yield load(name)
@@ -155,5 +188,8 @@ def use_backend(name: str):
 
 
 def current():
-    """The backend object in force in this thread."""
-    return load(get_backend())
+    """The backend object in force in this thread (the hot path: a few attribute look-ups)."""
+    stack = getattr(_local, "stack", None)
+    name = stack[-1] if stack else (_global_name or _default_name())
+    found = _loaded.get(name)
+    return found if found is not None else load(name)

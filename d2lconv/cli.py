@@ -115,8 +115,8 @@ def train(options) -> int:
     name = backend.canonical_name(options.backend) if options.backend else d2lconv.get_backend()
     d2l = getattr(d2lconv, name)
     fashion = options.data == "fashion-mnist"
-    batch_size = options.batch_size or (128 if fashion else DIGITS_BATCH_SIZE)
-    lr = options.lr or (0.1 if fashion else DIGITS_LR)
+    batch_size = options.batch_size if options.batch_size is not None else (128 if fashion else DIGITS_BATCH_SIZE)
+    lr = options.lr if options.lr is not None else (0.1 if fashion else DIGITS_LR)
     data = (d2l.FashionMNIST if fashion else d2l.Digits)(batch_size=batch_size, seed=options.seed)
     model = d2l.LeNet(lr=lr, seed=options.seed)
     trainer = d2l.Trainer(max_epochs=options.epochs, num_gpus=options.num_gpus)
@@ -139,6 +139,7 @@ def agree(options) -> int:
 
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="d2lconv", description="Chapter 7 of Dive into Deep Learning on any framework.")
+    main.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     commands = main.add_subparsers(dest="command", required=True)
     command = commands.add_parser("info", help="installed backends, versions, default backend, devices")
     command.set_defaults(run=info)
@@ -163,9 +164,22 @@ def parser() -> argparse.ArgumentParser:
     return main
 
 
+#: mistakes of the user or of the setup: one line on stderr and exit status 2, no traceback
+EXPECTED_ERRORS = (ValueError, TypeError, OSError, ModuleNotFoundError)
+
+
 def main(argv=None) -> int:
+    """Run a subcommand; an expected error prints ``d2lconv: error: ...`` (one line) to stderr
+    and returns 2, as argparse does for bad arguments; ``--debug`` shows the traceback instead."""
     options = parser().parse_args(argv)
-    return options.run(options)
+    try:
+        return options.run(options)
+    except EXPECTED_ERRORS as error:
+        if options.debug:
+            raise
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"d2lconv: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ gives the same batches on every backend.
 from __future__ import annotations
 
 import gzip
+import numbers
 import os
 from pathlib import Path
 
@@ -65,13 +66,29 @@ def data_root(root=None) -> Path:
     return Path(root)
 
 
+def _check_present_files(folder: Path) -> None:
+    """A ValueError naming the first official file in ``folder`` whose MD5 sum is wrong
+    (truncated or corrupt): pooch would silently try to download it again."""
+    import pooch
+
+    for name, md5 in FASHION_MNIST_FILES.items():
+        path = folder / name
+        if path.is_file() and not pooch.file_hash(str(path), alg="md5") == md5.partition(":")[2]:
+            raise ValueError(
+                f"Fashion-MNIST file {path} is truncated or corrupt (its MD5 sum is not the official "
+                f"{md5.partition(':')[2]}): delete it to download it again, or replace it with the official file"
+            )
+
+
 def fetch_fashion_mnist(root=None) -> dict[str, Path]:
     """Paths of the four official files in ``root``, downloading those missing (with MD5 checks,
-    a progress bar and atomic writes, by pooch). Without network and without the files: a
+    a progress bar and atomic writes, by pooch). A file already there with a wrong MD5 sum: a
+    ValueError naming it (no download). Without network and without the files: a
     FileNotFoundError saying where to put them."""
     import pooch
 
     folder = data_root(root)
+    _check_present_files(folder)
     paths = {}
     for name, md5 in FASHION_MNIST_FILES.items():
         try:
@@ -99,17 +116,27 @@ def resize_images(images: np.ndarray, size) -> np.ndarray:
     return ndimage.zoom(images, zoom, order=1, grid_mode=True, mode="nearest")
 
 
+def _loader_args(batch_size, resize) -> tuple[int, tuple[int, int]]:
+    """``batch_size`` as one positive integer and ``resize`` as (height, width), checked."""
+    return args._check_int(batch_size, "batch_size", 1), args.int_pair(resize, "resize")
+
+
 class ImageData:
     """d2l's data-module interface over NumPy arrays: ``train_dataloader()``,
     ``val_dataloader()``, ``text_labels(indices)``, ``visualize(batch)``."""
 
     def __init__(self, train, val, labels, batch_size=64, resize=(28, 28), seed=0):
-        self.batch_size = args.int_pair(batch_size, "batch_size")[0]
-        self.resize = args.int_pair(resize, "resize")
+        self.batch_size, self.resize = _loader_args(batch_size, resize)
         self.seed, self.epoch, self.labels = seed, 0, list(labels)
         self.backend_name = backend.get_backend()
-        self.train = (self._images(train[0]), np.asarray(train[1], np.int64))
-        self.val = (self._images(val[0]), np.asarray(val[1], np.int64))
+        self.train = (self._images(train[0]), self._labels(train[1], "train"))
+        self.val = (self._images(val[0]), self._labels(val[1], "val"))
+
+    def _labels(self, labels, part):
+        labels = np.asarray(labels)
+        if labels.dtype.kind not in "iu" or labels.size and (labels.min() < 0 or labels.max() >= len(self.labels)):
+            raise ValueError(f"ImageData: {part} labels must be integer class ids in [0, {len(self.labels)})")
+        return labels.astype(np.int64)
 
     def _images(self, images):
         images = resize_images(np.asarray(images, np.float32), self.resize)
@@ -161,6 +188,7 @@ class ImageData:
 
 def FashionMNIST(batch_size=64, resize=(28, 28), root=None, seed=0):
     """Fashion-MNIST (60,000 training, 10,000 validation images) as in section 4.2 of the book."""
+    _loader_args(batch_size, resize)
     paths = fetch_fashion_mnist(root)
     images = {name: read_idx(path) for name, path in paths.items()}
     train = (images["train-images-idx3-ubyte.gz"] / np.float32(255), images["train-labels-idx1-ubyte.gz"])
@@ -196,12 +224,23 @@ def Digits(batch_size=64, resize=(28, 28), seed=0, shifts=2, val_fraction=0.2):
     """
     from sklearn.datasets import load_digits
 
+    _, size = _loader_args(batch_size, resize)
+    if not isinstance(val_fraction, numbers.Real) or isinstance(val_fraction, bool) or not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be a number strictly between 0 and 1 (e.g. 0.2), got {val_fraction!r}")
+    shifts = args._check_int(shifts, "shifts", 0)
+    room = min(size[0] - round(size[0] * 20 / 28), size[1] - round(size[1] * 20 / 28)) // 2
+    if shifts > room:
+        raise ValueError(f"shifts must be at most {room} for resize={size} (the digit must stay on the canvas), got {shifts}")
     digits = load_digits()
     images = (digits.images / 16.0).astype(np.float32)
     order = np.random.default_rng(0).permutation(len(images))
     cut = int(round(len(images) * (1 - val_fraction)))
+    if not 0 < cut < len(images):
+        raise ValueError(
+            f"val_fraction={val_fraction!r} leaves an empty {'training' if cut == 0 else 'validation'} set "
+            f"of the {len(images)} digits; use a fraction such as 0.2"
+        )
     train, val = order[:cut], order[cut:]
-    size = args.int_pair(resize, "resize")
     X_train = shifted_copies(images[train], size, shifts)
     y_train = np.tile(digits.target[train], (2 * shifts + 1) ** 2)
     X_val = shifted_copies(images[val], size, 0)

@@ -45,7 +45,7 @@ class Backend:
         raise NotImplementedError
 
     def shape(self, x) -> tuple[int, ...]:
-        return tuple(int(n) for n in x.shape)
+        return tuple(x.shape)
 
     def dtype(self, x) -> np.dtype:
         return np.dtype(x.dtype)
@@ -84,8 +84,24 @@ class Backend:
         raise NotImplementedError(f"backend {self.name!r} does not implement conv2d")
 
     def max_pool(self, x, window, stride, pads):
-        """Max over each window of NCHW ``x``; padded cells are -inf."""
+        """Max over each window of NCHW ``x``; padded cells are -inf. As NumPy's ``max``: a window
+        holding NaN gives NaN, a window of -inf gives -inf."""
         raise NotImplementedError(f"backend {self.name!r} does not implement max pooling")
+
+    def max_pool_edges(self, y, x, window, stride, pads):
+        """``y``, a max pooling of ``x`` by a framework whose max skips NaN and starts from the
+        dtype's lowest finite value, corrected to NumPy's semantics: NaN where a window holds NaN,
+        -inf where a window holds only -inf and padding. Comparisons, one average pooling and
+        arithmetic: no ``where`` (slow on MXNet), no scaling of ``x`` (subnormals are slow)."""
+        dtype = self.dtype(x)
+        area = window[0] * window[1]
+        # a cell counts 1 above -inf and area + 1 as NaN (NaN > -inf is false): exact small sums
+        marks = self.cast(x > -np.inf, dtype) + self.cast(x != x, dtype) * (area + 1)
+        counts = self.avg_pool(marks, window, stride, pads) * area
+        has_nan = self.cast(counts > area + 0.5, dtype)
+        only_neg_inf = self.cast(counts < 0.5, dtype)
+        # log(0) = -inf where only -inf; 0 / 0 = NaN where a NaN; + 0 elsewhere
+        return y + self.xp.log(1 - only_neg_inf) + 0 / (1 - has_nan)
 
     def avg_pool(self, x, window, stride, pads):
         """Sum over each window of NCHW ``x`` divided by the window's area; padded cells are 0."""

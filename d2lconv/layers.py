@@ -38,6 +38,18 @@ def xavier_uniform(rng: np.random.Generator, shape) -> np.ndarray:
 INITS = ("default", "xavier")
 
 
+class LayerInputError(ValueError):
+    """An input that does not fit a built layer; each container adds its child's name, so the
+    message names the layer by its canonical path (``net.7``)."""
+
+    def __init__(self, kind: str, message: str, path: str = ""):
+        self.kind, self.message, self.path = kind, message, path
+        super().__init__(f"{path or 'layer'} ({kind}): {message}")
+
+    def within(self, name: str) -> "LayerInputError":
+        return LayerInputError(self.kind, self.message, f"{name}.{self.path}" if self.path else name)
+
+
 class Layer:
     """A framework-agnostic layer: its parameters' initial values and its forward pass."""
 
@@ -82,7 +94,7 @@ class Weighted(Layer):
 
     def __init__(self, out, bias, init, seed):
         super().__init__(seed)
-        self.out = args.int_pair(out, "out_channels" if self.kind == "Conv2d" else "out_features")[0]
+        self.out = args._check_int(out, "out_channels" if self.kind == "Conv2d" else "out_features", 1)
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         self.init = init
@@ -90,6 +102,16 @@ class Weighted(Layer):
 
     def weight_shape(self, in_shape) -> tuple[int, ...]:
         raise NotImplementedError
+
+    def check_input(self, weight, x) -> None:
+        """A LayerInputError unless ``x``'s axis 1 has the size the built ``weight`` takes."""
+        b = backend.current()
+        expected, got = b.shape(weight)[1], b.shape(x)
+        if len(got) != len(b.shape(weight)) or got[1] != expected:
+            what = "in_channels" if self.kind == "Conv2d" else "in_features"
+            raise LayerInputError(
+                self.kind, f"built for {what}={expected} (input shape (N, {expected}, ...)), got an input of shape {got}"
+            )
 
     def initial_values(self, rng, in_shape):
         shape = self.weight_shape(tuple(in_shape))
@@ -117,6 +139,7 @@ class Conv(Weighted):
         return (self.out, in_shape[1], *self.kernel)
 
     def apply(self, values, x):
+        self.check_input(values["weight"], x)
         return ops.conv2d(x, values["weight"], values.get("bias"), self.stride, self.padding)
 
 
@@ -130,6 +153,7 @@ class Dense(Weighted):
         return (self.out, in_shape[1])
 
     def apply(self, values, x):
+        self.check_input(values["weight"], x)
         b = backend.current()
         y = b.matmul(x, b.transpose(values["weight"], (1, 0)))
         return y + values["bias"] if "bias" in values else y
@@ -198,7 +222,10 @@ def run(module, x):
         x = native(x, f"{layer.kind}: input")
         if layer.child_names:
             for name in layer.child_names:
-                x = b.child(module, name)(x)
+                try:
+                    x = b.child(module, name)(x)
+                except LayerInputError as error:
+                    raise error.within(name) from None
             return x
         if layer.param_names and b.param(module, layer.param_names[0]) is None:
             rng = layer.rng or generator()

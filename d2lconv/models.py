@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from d2lconv import layers
+from d2lconv import args, layers
 from d2lconv.random import generator
+from d2lconv.training import check_lr
 
 
 def LeNet(lr=0.1, num_classes=10, seed=None):
@@ -14,6 +15,8 @@ def LeNet(lr=0.1, num_classes=10, seed=None):
     from ``numpy.random.default_rng(seed)`` (the global d2lconv generator when ``seed`` is None)
     when the model first sees an input; parameter names are ``net.<index>.weight|bias``.
     """
+    lr = check_lr(lr)
+    num_classes = args._check_int(num_classes, "num_classes", 1)
     rng = None if seed is None else generator(seed)
     xavier = {"init": "xavier", "seed": rng}
     net = layers.Sequential(

@@ -33,10 +33,16 @@ class BackendNamespace(types.ModuleType):
         return sorted(set(super().__dir__()) | set(self._api))
 
     def _bind(self, fn):
+        name = self.backend_name  # checked and loaded when the namespace was made
+
         @functools.wraps(fn)
         def bound(*args, **kwargs):
-            with backend.use_backend(self.backend_name):
+            stack = backend.thread_stack()  # use_backend(name) without its per-call checks
+            stack.append(name)
+            try:
                 return fn(*args, **kwargs)
+            finally:
+                stack.pop()
 
         return bound
 

@@ -3,47 +3,202 @@
 Layout: NCHW activations, OIHW kernels. Padding and stride forms are those of
 :mod:`d2lconv.args`. Every operator returns native tensors and is differentiable under the
 backend's autodiff (the NumPy backend excepted).
+
+Edge semantics, the same on every backend (docs/CONTRACT.md states them in full):
+
+- dtypes: the native floating operands decide the dtype (float32 or float64; two different ones
+  are a TypeError naming both); integer and bool operands, and data that is not a native tensor
+  (NumPy arrays, lists, numbers, other frameworks' tensors), are converted to it; with no native
+  floating operand it is float32. float16 and bfloat16 are a TypeError (convert to float32).
+- NaN and infinities propagate as in NumPy: a NaN in a pooling window gives NaN, a window of
+  ``-inf`` (padding included) gives ``-inf``; convolutions give the framework's IEEE arithmetic.
+- empty sizes: a batch, channel or output-channel axis of size 0 gives the empty result of the
+  right shape (zero input channels: the bias, or zeros); a kernel with a zero side, and pooling an
+  input with zero height or width, are ValueErrors.
+- sizes: no padded input or output over 2**31 - 1 elements (a ValueError naming the padding).
+
+Checks and normalised arguments are computed once per configuration (operation, shapes, dtypes,
+stride, padding) and cached, so a repeated call costs about what the framework's own call costs.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from d2lconv import args, backend
-from d2lconv.tensors import native
+from d2lconv import args, backend, reference
+from d2lconv.tensors import native, numpy_of, resolve_dtype
 from d2lconv.training import model_value_and_grad
 
+_CACHE_SIZE = 1024
+_dtype_plans: dict = {}  # (op, operand names, native dtypes) -> (compute dtype, casts)
+_op_plans: dict = {}  # (op, shapes, dtypes, arguments) -> a checked, normalised plan
 
-def _natives(op: str, **named):
-    b = backend.current()
-    return b, [native(x, f"{op}: {name}") for name, x in named.items()]
+
+def _key(value):
+    """A hashable cache key for an argument; non-int scalars keep their type, so ``1.0`` or
+    ``True`` never share a plan with ``1``."""
+    kind = type(value)
+    if kind is tuple or kind is list:
+        return tuple(map(_key, value))
+    return value if kind is int or kind is str or value is None else (kind, value)
 
 
-def _check_same_dtype(b, op: str, **named) -> None:
-    dtypes = {name: b.dtype(x) for name, x in named.items()}
-    if len(set(dtypes.values())) > 1:
-        listed = ", ".join(f"{name} is {dtype}" for name, dtype in dtypes.items())
+def _cached(plans: dict, key, make):
+    """``make()`` computed once per ``key`` (not cached when the key cannot be hashed)."""
+    try:
+        return plans[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable argument, e.g. a dict given as padding: make() says why
+        return make()
+    plan = make()
+    if len(plans) >= _CACHE_SIZE:
+        plans.clear()
+    plans[key] = plan
+    return plan
+
+
+def _dtype_name(dtype) -> str:
+    try:
+        return resolve_dtype(dtype).name
+    except TypeError:
+        return getattr(dtype, "name", None) or str(dtype).rsplit(".", 1)[-1]
+
+
+def _check_computable(dtype, where: str) -> np.dtype:
+    """The NumPy dtype of an operand's ``dtype``; TypeError for float16/bfloat16 and non-numbers."""
+    name = _dtype_name(dtype)
+    if name in ("float16", "bfloat16"):
+        raise TypeError(
+            f"{where} has dtype {name}; d2lconv's operators compute in float32 or float64: "
+            f"convert it first, e.g. with tensor(x, 'float32')"
+        )
+    try:
+        resolved = np.dtype(name)
+    except TypeError:
+        resolved = None
+    if resolved is None or resolved.kind not in "biuf":
+        raise TypeError(f"{where} must hold real numbers, got data of dtype {name}")
+    return resolved
+
+
+def _plan_dtypes(op: str, names: tuple, keys: tuple):
+    """(compute dtype, which native operands need a cast) for native operands' dtype ``keys``
+    (None for data that is not a native tensor)."""
+    floats, resolved = {}, []
+    for name, key in zip(names, keys):
+        dtype = None if key is None else _check_computable(key, f"{op}: {name}")
+        resolved.append(dtype)
+        if dtype is not None and dtype.kind == "f":
+            floats[name] = dtype
+    if len(set(floats.values())) > 1:
+        listed = ", ".join(f"{name} is {dtype}" for name, dtype in floats.items())
         raise TypeError(f"{op}: inputs must share one dtype, but {listed}")
+    compute = next(iter(floats.values()), np.dtype(np.float32))
+    return compute, tuple(dtype is not None and dtype != compute for dtype in resolved)
 
 
-def _conv(b, X, W, bias, stride, padding, op: str):
-    """Checked NCHW x OIHW cross-correlation on native tensors."""
-    x_shape, w_shape = b.shape(X), b.shape(W)
-    if x_shape[1] != w_shape[1]:
+def _to_natives(b, op: str, names: tuple, values: tuple) -> list:
+    """``values`` with every operand that is not a native tensor converted to the compute dtype
+    (the rule in the module docstring); native tensors are left for the plan to cast."""
+    keys = tuple(None if x is None or not b.is_native(x) else x.dtype for x in values)
+    compute, _ = _cached(_dtype_plans, (op, names, keys), lambda: _plan_dtypes(op, names, keys))
+    return [
+        x if key is not None or x is None else _from_data(b, x, f"{op}: {name}", compute)
+        for name, x, key in zip(names, values, keys)
+    ]
+
+
+def _from_data(b, x, where: str, dtype: np.dtype):
+    array = numpy_of(x, where)
+    _check_computable(array.dtype, where)
+    return b.from_numpy(np.asarray(array, dtype=dtype, order="C"))
+
+
+def _cast(b, plan, values):
+    """``values`` (native) cast to the plan's dtype where the plan says so."""
+    return [b.cast(x, plan.dtype) if cast else x for x, cast in zip(values, plan.casts)]
+
+
+@dataclass(frozen=True)
+class _ConvPlan:
+    stride: args.Pair
+    pads: args.Pads
+    x_shape: tuple  # X as NCHW
+    w_shape: tuple  # the kernel as OIHW
+    out_shape: tuple  # the result as NCHW
+    shape: tuple  # the result as returned
+    dtype: np.dtype
+    casts: tuple  # per operand: cast to ``dtype`` (integers, bool)
+    kind: str  # "run", "empty" (a zero-size output) or "constant" (nothing to sum: the bias)
+
+
+# per operator: (op, name of X, its layout and rank, name of the kernel, its layout and rank)
+_CONV_FORMS = {
+    "conv2d": ("X", "(N, C, H, W)", 4, "W", "(O, C, kh, kw)", 4),
+    "corr2d": ("X", "(H, W)", 2, "K", "(kh, kw)", 2),
+    "corr2d_multi_in": ("X", "(C, H, W)", 3, "K", "(C, kh, kw)", 3),
+    "corr2d_multi_in_out": ("X", "(C, H, W)", 3, "K", "(O, C, kh, kw)", 4),
+}
+
+
+def _plan_conv(op, x_shape, w_shape, bias_shape, dtype_keys, stride, padding) -> _ConvPlan:
+    x_name, x_layout, x_rank, w_name, w_layout, w_rank = _CONV_FORMS[op]
+    args.check_rank(x_shape, (x_rank,), x_name, x_layout, op)
+    args.check_rank(w_shape, (w_rank,), w_name, w_layout, op)
+    names = (x_name, w_name) if bias_shape is None else (x_name, w_name, "bias")
+    dtype, casts = _plan_dtypes(op, names, dtype_keys)
+    x4 = (1,) * (4 - x_rank) + x_shape
+    w4 = (1,) * (4 - w_rank) + w_shape
+    if x4[1] != w4[1]:
         raise ValueError(
-            f"{op}: the input has {x_shape[1]} channels but the kernel expects {w_shape[1]} "
+            f"{op}: the input has {x4[1]} channels but the kernel expects {w4[1]} "
             f"(input shape {x_shape}, kernel shape {w_shape})"
         )
-    if bias is not None:
-        if b.shape(bias) != (w_shape[0],):
-            raise ValueError(f"{op}: bias must have shape ({w_shape[0]},), got {b.shape(bias)}")
-        _check_same_dtype(b, op, X=X, W=W, bias=bias)
-    else:
-        _check_same_dtype(b, op, X=X, W=W)
+    if bias_shape is not None and bias_shape != (w4[0],):
+        raise ValueError(f"{op}: bias must have shape ({w4[0]},), got {bias_shape}")
+    if 0 in w4[2:]:
+        raise ValueError(f"{op}: {w_name}'s kernel must be at least 1 x 1, got shape {w_shape}")
     stride = args.stride_pair(stride)
-    pads = args.padding_pairs(padding, w_shape[2:], stride)
-    args.output_size(x_shape[2:], w_shape[2:], stride, pads, op)
-    return b.conv2d(X, W, bias, stride, pads)
+    pads = args.padding_pairs(padding, w4[2:], stride)
+    n = 1 if x4[0] is None else x4[0]  # a batch size unknown while a graph is traced
+    size = args.output_size(x4[2:], w4[2:], stride, pads, op, n * x4[1], n * w4[0])
+    out4 = (x4[0], w4[0], *size)
+    kept = 1 if w_rank == 4 and x_rank < 4 else (2 if x_rank < 4 else 0)  # axes the result drops
+    kind = "empty" if 0 in out4 else ("constant" if 0 in x4[1:] else "run")
+    return _ConvPlan(stride, pads, x4, w4, out4, out4[kept:], dtype, casts, kind)
+
+
+def _conv(op, X, W, bias=None, stride=1, padding=0):
+    """Checked cross-correlation in one of the forms of ``_CONV_FORMS``."""
+    b = backend.current()
+    if not (b.is_native(X) and b.is_native(W) and (bias is None or b.is_native(bias))):
+        form = _CONV_FORMS[op]
+        X, W, bias = _to_natives(b, op, (form[0], form[3], "bias"), (X, W, bias))
+    x_shape, w_shape = b.shape(X), b.shape(W)
+    if bias is None:
+        bias_shape, dtype_keys = None, (X.dtype, W.dtype)
+    else:
+        bias_shape, dtype_keys = b.shape(bias), (X.dtype, W.dtype, bias.dtype)
+    plan = _cached(
+        _op_plans,
+        (op, x_shape, w_shape, bias_shape, dtype_keys, _key(stride), _key(padding)),
+        lambda: _plan_conv(op, x_shape, w_shape, bias_shape, dtype_keys, stride, padding),
+    )
+    if True in plan.casts:
+        X, W, *rest = _cast(b, plan, (X, W) if bias is None else (X, W, bias))
+        bias = rest[0] if rest else None
+    if plan.kind != "run":
+        Y = b.from_numpy(np.zeros(plan.shape, plan.dtype))
+        if plan.kind == "constant" and bias is not None:
+            Y = Y + b.reshape(bias, (1, plan.out_shape[1], 1, 1))  # only conv2d takes a bias
+        return Y
+    if plan.x_shape == x_shape:  # conv2d: NCHW and OIHW already
+        return b.conv2d(X, W, bias, plan.stride, plan.pads)
+    Y = b.conv2d(b.reshape(X, plan.x_shape), b.reshape(W, plan.w_shape), None, plan.stride, plan.pads)
+    return b.reshape(Y, plan.shape)
 
 
 def conv2d(X, W, bias=None, stride=1, padding=0):
@@ -51,46 +206,31 @@ def conv2d(X, W, bias=None, stride=1, padding=0):
 
     ``bias`` has shape (O,). Output (N, O, OH, OW) with ``OH = floor((H - kh + ph + sh) / sh)``.
     """
-    b, (X, W) = _natives("conv2d", X=X, W=W)
-    args.check_rank(b.shape(X), (4,), "X", "(N, C, H, W)", "conv2d")
-    args.check_rank(b.shape(W), (4,), "W", "(O, C, kh, kw)", "conv2d")
-    if bias is not None:
-        bias = native(bias, "conv2d: bias")
-    return _conv(b, X, W, bias, stride, padding, "conv2d")
-
-
-def _corr(X, K, x_rank: int, k_rank: int, x_layout: str, k_layout: str, op: str):
-    """``X`` and ``K`` lifted to NCHW/OIHW, correlated, and the result's leading 1s dropped."""
-    b, (X, K) = _natives(op, X=X, K=K)
-    x_shape, k_shape = b.shape(X), b.shape(K)
-    args.check_rank(x_shape, (x_rank,), "X", x_layout, op)
-    args.check_rank(k_shape, (k_rank,), "K", k_layout, op)
-    X4 = b.reshape(X, (1,) * (4 - x_rank) + x_shape)
-    K4 = b.reshape(K, (1,) * (4 - k_rank) + k_shape)
-    Y = _conv(b, X4, K4, None, 1, 0, op)
-    kept = 1 if k_rank == 4 else 2  # an output-channel axis survives only for OIHW kernels
-    return b.reshape(Y, b.shape(Y)[kept:])
+    return _conv("conv2d", X, W, bias, stride, padding)
 
 
 def corr2d(X, K):
     """2-D cross-correlation of ``X`` (H, W) with ``K`` (kh, kw); output (H-kh+1, W-kw+1)."""
-    return _corr(X, K, 2, 2, "(H, W)", "(kh, kw)", "corr2d")
+    return _conv("corr2d", X, K)
 
 
 def corr2d_multi_in(X, K):
     """``X`` (C, H, W) with ``K`` (C, kh, kw), summed over channels; output (H', W')."""
-    return _corr(X, K, 3, 3, "(C, H, W)", "(C, kh, kw)", "corr2d_multi_in")
+    return _conv("corr2d_multi_in", X, K)
 
 
 def corr2d_multi_in_out(X, K):
     """``X`` (C, H, W) with ``K`` (O, C, kh, kw); output (O, H', W')."""
-    return _corr(X, K, 3, 4, "(C, H, W)", "(O, C, kh, kw)", "corr2d_multi_in_out")
+    return _conv("corr2d_multi_in_out", X, K)
 
 
 def corr2d_multi_in_out_1x1(X, K):
     """The 1x1 convolution as a matrix product: ``X`` (C, H, W), ``K`` (O, C, 1, 1) -> (O, H, W)."""
     op = "corr2d_multi_in_out_1x1"
-    b, (X, K) = _natives(op, X=X, K=K)
+    b = backend.current()
+    X, K = _to_natives(b, op, ("X", "K"), (X, K))
+    dtype, casts = _plan_dtypes(op, ("X", "K"), (X.dtype, K.dtype))
+    X, K = [b.cast(x, dtype) if cast else x for x, cast in zip((X, K), casts)]
     args.check_rank(b.shape(X), (3,), "X", "(C, H, W)", op)
     args.check_rank(b.shape(K), (4,), "K", "(O, C, 1, 1)", op)
     (c_i, h, w), (c_o, k_i, kh, kw) = b.shape(X), b.shape(K)
@@ -98,12 +238,50 @@ def corr2d_multi_in_out_1x1(X, K):
         raise ValueError(f"{op}: K must be a 1x1 kernel (O, C, 1, 1), got shape {b.shape(K)}")
     if k_i != c_i:
         raise ValueError(f"{op}: X has {c_i} channels but K expects {k_i}")
-    _check_same_dtype(b, op, X=X, K=K)
+    if c_i == 0 or c_o * h * w == 0:  # nothing to sum, or nothing to hold: zeros of the right shape
+        return b.from_numpy(np.zeros((c_o, h, w), dtype))
     Y = b.matmul(b.reshape(K, (c_o, c_i)), b.reshape(X, (c_i, h * w)))
     return b.reshape(Y, (c_o, h, w))
 
 
 POOL_MODES = ("max", "avg")
+
+
+@dataclass(frozen=True)
+class _PoolPlan:
+    window: args.Pair
+    stride: args.Pair
+    pads: args.Pads
+    in_shape: tuple  # X as NCHW
+    out_shape: tuple  # the result, in X's rank
+    dtype: np.dtype
+    casts: tuple
+    divisor: np.ndarray | None  # cells inside each window, for count_include_pad=False
+
+
+def _plan_pool(shape, dtype_key, pool_size, mode, stride, padding, count_include_pad) -> _PoolPlan:
+    op = "pool2d"
+    if mode not in POOL_MODES:
+        raise ValueError(f"{op}: mode must be one of {POOL_MODES}, got {mode!r}")
+    if not isinstance(count_include_pad, (bool, np.bool_)):
+        raise TypeError(f"{op}: count_include_pad must be True or False, got {count_include_pad!r}")
+    args.check_rank(shape, (2, 3, 4), "X", "(H, W), (C, H, W) or (N, C, H, W)", op)
+    dtype, casts = _plan_dtypes(op, ("X",), (dtype_key,))
+    window = args.int_pair(pool_size, "pool_size")
+    stride = window if stride is None else args.stride_pair(stride)
+    pads = args.padding_pairs(padding, window, stride)
+    if any(p >= k for pair, k in zip(pads, window) for p in pair):
+        raise ValueError(f"{op}: padding {pads} must be smaller than pool_size {window} on every side")
+    if 0 in shape[-2:]:
+        raise ValueError(f"{op}: X must have a positive height and width, got shape {shape}")
+    in_shape = (1,) * (4 - len(shape)) + shape
+    planes = (1 if in_shape[0] is None else in_shape[0]) * in_shape[1]  # batch unknown in a traced graph
+    size = args.output_size(shape[-2:], window, stride, pads, op, planes, planes)
+    divisor = None
+    if mode == "avg" and not count_include_pad and pads != ((0, 0), (0, 0)):
+        ones = np.ones((1, 1) + shape[-2:])
+        divisor = reference.pool2d(ones, window, stride, pads, "avg").astype(dtype)
+    return _PoolPlan(window, stride, pads, in_shape, shape[:-2] + size, dtype, casts, divisor)
 
 
 def pool2d(X, pool_size, mode="max", stride=None, padding=0, count_include_pad=True):
@@ -113,27 +291,27 @@ def pool2d(X, pool_size, mode="max", stride=None, padding=0, count_include_pad=T
     the window's area, padded zeros included, unless ``count_include_pad=False``, which divides by
     the number of input cells in each window. Every window must hold at least one input cell.
     """
-    op = "pool2d"
-    if mode not in POOL_MODES:
-        raise ValueError(f"{op}: mode must be one of {POOL_MODES}, got {mode!r}")
-    b, (X,) = _natives(op, X=X)
-    shape = b.shape(X)
-    args.check_rank(shape, (2, 3, 4), "X", "(H, W), (C, H, W) or (N, C, H, W)", op)
-    window = args.int_pair(pool_size, "pool_size")
-    stride = window if stride is None else args.stride_pair(stride)
-    pads = args.padding_pairs(padding, window, stride)
-    if any(p >= k for pair, k in zip(pads, window) for p in pair):
-        raise ValueError(f"{op}: padding {pads} must be smaller than pool_size {window} on every side")
-    args.output_size(shape[-2:], window, stride, pads, op)
-    X4 = b.reshape(X, (1,) * (4 - len(shape)) + shape)
+    b = backend.current()
+    if not b.is_native(X):
+        (X,) = _to_natives(b, "pool2d", ("X",), (X,))
+    shape, dtype_key = b.shape(X), X.dtype
+    plan = _cached(
+        _op_plans,
+        (shape, dtype_key, _key(pool_size), _key(mode), _key(stride), _key(padding), _key(count_include_pad)),
+        lambda: _plan_pool(shape, dtype_key, pool_size, mode, stride, padding, count_include_pad),
+    )
+    if plan.casts[0]:
+        X = b.cast(X, plan.dtype)
+    if 0 in plan.in_shape:
+        return b.from_numpy(np.zeros(plan.out_shape, plan.dtype))
+    X4 = X if len(shape) == 4 else b.reshape(X, plan.in_shape)
     if mode == "max":
-        Y = b.max_pool(X4, window, stride, pads)
+        Y = b.max_pool(X4, plan.window, plan.stride, plan.pads)
     else:
-        Y = b.avg_pool(X4, window, stride, pads)
-        if not count_include_pad and pads != ((0, 0), (0, 0)):
-            inside = b.from_numpy(np.ones((1, 1) + shape[-2:], b.dtype(X)))
-            Y = Y / b.avg_pool(inside, window, stride, pads)
-    return b.reshape(Y, shape[:-2] + b.shape(Y)[-2:])
+        Y = b.avg_pool(X4, plan.window, plan.stride, plan.pads)
+        if plan.divisor is not None:
+            Y = Y / b.from_numpy(plan.divisor)
+    return Y if len(shape) == 4 else b.reshape(Y, plan.out_shape)
 
 
 def comp_conv2d(conv2d_layer, X):
@@ -142,38 +320,94 @@ def comp_conv2d(conv2d_layer, X):
     As in the book's padding section: ``X`` gets a batch and a channel axis of size 1, and the
     output loses them again, so the output's shape shows what padding and stride do.
     """
-    b, (X,) = _natives("comp_conv2d", X=X)
+    if not callable(conv2d_layer):
+        raise TypeError(
+            f"comp_conv2d: conv2d_layer must be a layer or a function of an (N, C, H, W) batch, "
+            f"got {conv2d_layer!r} ({type(conv2d_layer).__name__})"
+        )
+    b = backend.current()
+    X = native(X, "comp_conv2d: X")
     shape = b.shape(X)
     args.check_rank(shape, (2,), "X", "(H, W)", "comp_conv2d")
     Y = conv2d_layer(b.reshape(X, (1, 1) + shape))
     return b.reshape(Y, b.shape(Y)[2:])
 
 
+def _check_argnums(argnums) -> tuple[int, ...]:
+    nums = (argnums,) if args._is_int(argnums) else argnums
+    if not isinstance(nums, (tuple, list)) or not nums or not all(args._is_int(i) for i in nums):
+        raise TypeError(f"value_and_grad: argnums must be an int or a non-empty tuple of ints, got {argnums!r}")
+    if any(i < 0 for i in nums):
+        raise ValueError(f"value_and_grad: argnums must be non-negative positions, got {argnums!r}")
+    return tuple(int(i) for i in nums)
+
+
+def _scalar_loss(b, fn):
+    """``fn`` with its result checked: a 0-d native floating tensor, or a clear error."""
+
+    def checked(*inputs):
+        value = fn(*inputs)
+        if not b.is_native(value):
+            raise TypeError(
+                f"value_and_grad: fn must return a scalar tensor, got {type(value).__name__}"
+            )
+        if b.shape(value) != ():
+            raise ValueError(
+                f"value_and_grad: fn must return a scalar (a 0-d tensor), got shape {b.shape(value)}; "
+                "reduce it first, e.g. with reduce_sum or .mean()"
+            )
+        return value
+
+    return checked
+
+
 def value_and_grad(fn, argnums=0, *, compile=True):
     """``fn``'s value and its gradient with respect to positional arguments ``argnums``.
 
-    ``fn`` returns a scalar tensor. The returned function gives ``(value, grad)`` for an integer
-    ``argnums`` and ``(value, (grads...))`` for a tuple, on every backend with autodiff. The
-    backend in force now is the one the returned function uses. When the first argument is a
-    d2lconv model, ``fn(model, *args)`` is differentiated with respect to the model's parameters
-    and the gradients come as a dict keyed like :func:`d2lconv.get_params`; that step is
-    compiled (``nnx.jit``, ``tf.function``) where the framework compiles, unless ``compile=False``.
+    ``fn`` returns a scalar (0-d) tensor; anything else is a ValueError/TypeError on every backend.
+    The returned function gives ``(value, grad)`` for an integer ``argnums`` and
+    ``(value, (grads...))`` for a tuple, on every backend with autodiff. An input the loss does not
+    use gets a gradient of zeros. ``argnums`` naming a missing argument is a ValueError; asking
+    for the gradient of an integer or bool input is a TypeError. The backend in force now is the
+    one the returned function uses. When the first argument is a d2lconv model, ``fn(model,
+    *args)`` is differentiated with respect to the model's parameters and the gradients come as a
+    dict keyed like :func:`d2lconv.get_params`; that step is compiled (``nnx.jit``,
+    ``tf.function``) where the framework compiles, unless ``compile=False``.
     """
-    single = isinstance(argnums, int)
-    nums = (argnums,) if single else tuple(argnums)
+    if not callable(fn):
+        raise TypeError(f"value_and_grad: fn must be callable, got {fn!r}")
+    single = args._is_int(argnums)
+    nums = _check_argnums(argnums)
     name = backend.get_backend()
     b = backend.load(name)
     if not b.differentiable:
         return b.value_and_grad(fn, nums)  # raises the backend's clear NotImplementedError
 
     model_grad = model_value_and_grad(fn, compile)
+    grad_fn = b.value_and_grad(_scalar_loss(b, fn), nums)
 
     def wrapped(*inputs):
         if inputs and hasattr(inputs[0], "d2l_layer"):  # fn(model, *args): gradients by parameter name
             return model_grad(*inputs)
+        if max(nums) >= len(inputs):
+            raise ValueError(
+                f"value_and_grad: argnums={argnums!r} asks for argument {max(nums)}, but the function "
+                f"was called with {len(inputs)} positional argument(s)"
+            )
         with backend.use_backend(name):
-            inputs = [native(x, f"argument {i}") if i in nums else x for i, x in enumerate(inputs)]
-            value, grads = b.value_and_grad(fn, nums)(*inputs)
+            inputs = [_differentiable(b, x, i) if i in nums else x for i, x in enumerate(inputs)]
+            value, grads = grad_fn(*inputs)
         return value, (grads[0] if single else grads)
 
     return wrapped
+
+
+def _differentiable(b, x, i: int):
+    x = native(x, f"value_and_grad: argument {i}")
+    dtype = _check_computable(x.dtype, f"value_and_grad: argument {i}")
+    if dtype.kind != "f":
+        raise TypeError(
+            f"value_and_grad: argument {i} (in argnums) has dtype {dtype}; gradients need floating "
+            "inputs: pass it as float32, or leave it out of argnums"
+        )
+    return x

@@ -3,7 +3,8 @@
 :func:`tensor` makes a tensor from data (NumPy arrays, Python lists and numbers, another
 framework's tensors): floating data becomes float32 unless a dtype is given, integers int64
 (int32 on JAX without 64-bit mode), booleans stay booleans. Operators pass native tensors through
-unchanged and convert anything else as :func:`tensor` does.
+unchanged and convert anything else as :func:`tensor` does. Scalars are 0-d: ``tensor(3.0).shape``
+is ``()``.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def tensor(data, dtype=None, *, name: str = "data"):
         return data if dtype is None else b.cast(data, resolve_dtype(dtype))
     array = numpy_of(data, name)
     dtype = _default_dtype(array, name) if dtype is None else resolve_dtype(dtype)
-    return b.from_numpy(np.ascontiguousarray(array, dtype=dtype))
+    return b.from_numpy(np.asarray(array, dtype=dtype, order="C"))  # 0-d stays 0-d
 
 
 def _shape(size) -> tuple[int, ...]:

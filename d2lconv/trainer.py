@@ -11,7 +11,11 @@ import warnings
 
 import numpy as np
 
-from d2lconv import backend, tensors, training
+from d2lconv import args, backend, tensors, training
+from d2lconv.params import _check_model
+
+#: what ``fit`` needs of a data module (d2l's DataModule interface)
+DATA_INTERFACE = ("train_dataloader", "val_dataloader", "num_train", "batch_size")
 
 
 def _loss(model, X, y):
@@ -20,12 +24,8 @@ def _loss(model, X, y):
 
 class Trainer:
     def __init__(self, max_epochs, num_gpus=0, progress=True):
-        self.max_epochs = int(max_epochs)
-        if self.max_epochs < 1:
-            raise ValueError(f"max_epochs must be at least 1, got {max_epochs}")
-        if not isinstance(num_gpus, int) or num_gpus < 0:
-            raise ValueError(f"num_gpus must be a non-negative integer, got {num_gpus!r}")
-        self.num_gpus, self.progress = num_gpus, progress
+        self.max_epochs = args._check_int(max_epochs, "max_epochs", 1)
+        self.num_gpus, self.progress = args._check_int(num_gpus, "num_gpus", 0), progress
         self.history = {"epoch": [], "train_loss": [], "val_loss": [], "val_acc": []}
 
     def _device(self, b, model):
@@ -44,9 +44,23 @@ class Trainer:
         """Train ``model`` on ``data`` for ``max_epochs``; returns ``history``."""
         from tqdm.auto import tqdm
 
-        b = model.d2l_backend
+        b = _check_model(model, "Trainer.fit")
+        lr = training.check_lr(getattr(model, "lr", None), "Trainer.fit: model.lr")
+        missing = [name for name in DATA_INTERFACE if not hasattr(data, name)]
+        if missing:
+            raise TypeError(
+                f"Trainer.fit: data must be a data module such as d2lconv.Digits() or FashionMNIST() "
+                f"(with {', '.join(DATA_INTERFACE)}), got {type(data).__name__} without {', '.join(missing)}"
+            )
+        for count in ("num_train", "num_val"):
+            if getattr(data, count, 1) == 0:
+                raise ValueError(f"Trainer.fit: data has no {'training' if count == 'num_train' else 'validation'} examples ({count}=0)")
+        if not b.differentiable:
+            raise ValueError(
+                f"Trainer.fit: the {b.name} backend is forward only (no gradients); train on torch, tensorflow, jax or mxnet"
+            )
         self._device(b, model)
-        step = training.train_step(_loss, model.lr)
+        step = training.train_step(_loss, lr)
         with backend.use_backend(b.name):
             bar = tqdm(total=self.max_epochs * -(-data.num_train // data.batch_size), disable=not self.progress,
                        desc=f"{b.name} LeNet" if self.progress else None, unit="batch")
@@ -72,6 +86,8 @@ class Trainer:
             losses += float(tensors.to_numpy(training.cross_entropy(logits, y))) * n
             correct += training.accuracy(logits, y) * n
             count += n
+        if count == 0:
+            raise ValueError("Trainer.evaluate: data.val_dataloader() gave no examples")
         return losses / count, correct / count
 
     def _record(self, epoch, train_loss, val_loss, val_acc):

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
 from d2lconv import backend
-from d2lconv.params import named_params, unbuilt_layers
+from d2lconv.params import _check_built, _check_model, named_params, prepare, unbuilt_layers
 from d2lconv.tensors import native, numpy_of, tensor
+
+
+def check_lr(lr, name: str = "lr") -> float:
+    """``lr`` as a float; a TypeError unless a real number, a ValueError unless finite and > 0."""
+    if not isinstance(lr, numbers.Real) or isinstance(lr, bool):
+        raise TypeError(f"{name} must be a positive number (a learning rate such as 0.1), got {lr!r} ({type(lr).__name__})")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"{name} must be a positive finite number (a learning rate such as 0.1), got {lr!r}")
+    return float(lr)
 
 
 def _labels(labels, name="labels"):
@@ -16,8 +28,20 @@ def _labels(labels, name="labels"):
     return array
 
 
+def _check_labels(labels: np.ndarray, shape, op: str) -> None:
+    """Labels of shape (N,) with class ids in [0, classes) for logits of ``shape`` (N, classes)."""
+    if labels.shape != tuple(shape[:1]):
+        raise ValueError(f"{op}: labels must have shape ({shape[0]},), got {labels.shape} (one class id per row of logits)")
+    if labels.size and (labels.min() < 0 or labels.max() >= shape[1]):
+        wrong = labels[(labels < 0) | (labels >= shape[1])]
+        raise ValueError(
+            f"{op}: labels must be class ids in [0, {shape[1]}) for logits of {shape[1]} classes, got {wrong[:5].tolist()}"
+        )
+
+
 def cross_entropy(logits, labels):
-    """Mean over the batch of ``-log softmax(logits)[label]``; labels are integer class ids."""
+    """Mean over the batch of ``-log softmax(logits)[label]``; labels are integer class ids in
+    [0, classes), checked wherever their values are known (not inside a compiled step)."""
     b = backend.current()
     logits = native(logits, "cross_entropy: logits")
     shape = b.shape(logits)
@@ -26,17 +50,26 @@ def cross_entropy(logits, labels):
     if b.is_native(labels) and not isinstance(labels, np.ndarray):
         if b.dtype(labels).kind not in "iu":
             raise TypeError(f"cross_entropy: labels must be integer class ids, got dtype {b.dtype(labels)}")
+        try:
+            values = b.to_numpy(labels)
+        except Exception:  # symbolic (traced) labels: their values are unknown here
+            values = np.zeros(b.shape(labels), np.int64)
+        _check_labels(values, shape, "cross_entropy")
     else:
-        labels = tensor(_labels(labels, "cross_entropy: labels"))
-    if b.shape(labels) != shape[:1]:
-        raise ValueError(f"cross_entropy: labels must have shape ({shape[0]},), got {b.shape(labels)}")
+        values = _labels(labels, "cross_entropy: labels")
+        _check_labels(values, shape, "cross_entropy")
+        labels = tensor(values)
     return b.cross_entropy(logits, labels)
 
 
 def accuracy(logits, labels) -> float:
-    """The fraction of rows whose largest logit is at the label."""
-    predicted = numpy_of(logits, "accuracy: logits").argmax(axis=1)
-    return float((predicted == _labels(labels, "accuracy: labels")).mean())
+    """The fraction of rows whose largest logit is at the label; labels have shape (N,)."""
+    scores = numpy_of(logits, "accuracy: logits")
+    if scores.ndim != 2:
+        raise ValueError(f"accuracy: logits must be 2-D (N, classes), got shape {scores.shape}")
+    labels = _labels(labels, "accuracy: labels")
+    _check_labels(labels, scores.shape, "accuracy")
+    return float((scores.argmax(axis=1) == labels).mean())
 
 
 def _per_model_backend(loss_fn, make):
@@ -73,10 +106,16 @@ def train_step(loss_fn, lr, compile=True):
 
 
 def sgd(model, grads: dict, lr: float) -> None:
-    """One step of plain SGD in place: ``param -= lr * grads[name]`` for every parameter."""
+    """One step of plain SGD in place: ``param -= lr * grads[name]`` for every parameter.
+
+    Every gradient's name, exact shape (no broadcasting) and dtype is checked, and each is
+    converted to its parameter's dtype, before the first update; on an error nothing changes.
+    """
+    b = _check_model(model, "sgd")
+    lr = check_lr(lr)
+    _check_built(model, "sgd")
     params = named_params(model)
-    if set(grads) != set(params):
-        raise ValueError(f"sgd: grads must have the model's parameter names {sorted(params)}, got {sorted(grads)}")
-    b = model.d2l_backend
+    targets = {name: (b.shape(b.value(p)), b.dtype(b.value(p))) for name, p in params.items()}
     with backend.use_backend(b.name):
-        b.sgd_update(params, {name: native(g, f"sgd: grads[{name!r}]") for name, g in grads.items()}, lr)
+        grads = prepare(b, targets, grads, "sgd", "grads", keep_native=True)
+        b.sgd_update(params, grads, lr)

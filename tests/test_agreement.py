@@ -88,3 +88,33 @@ def test_learning_a_kernel_prints_the_same_lines_everywhere(capsys):
             learn_kernel(seed=0)
         printed[name] = capsys.readouterr().out
     assert len(set(printed.values())) == 1, printed
+
+
+def test_edge_inputs_give_the_stated_values_or_errors_everywhere(results):
+    expected_errors = {
+        "conv_kernel0x0": "ValueError", "pool_height0": "ValueError", "conv_float16": "TypeError",
+        "pool_float16": "TypeError", "conv_huge_padding": "ValueError", "pool_huge_padding": "ValueError",
+    }
+    for name, cases in results.items():
+        for case, error in expected_errors.items():
+            assert str(cases[f"edge/{case}"]) == error, (name, case, cases[f"edge/{case}"])
+        assert cases["edge/scalar_shape"].shape == (0,), name  # tensor(3.0) is 0-d
+        assert np.isnan(cases["edge/max_pool_nan_inf"][0, 0]) and cases["edge/max_pool_nan_inf"][2, 0] == -np.inf, name
+        assert np.all(cases["edge/max_pool_all_neg_inf"] == -np.inf), name
+        assert cases["edge/conv_batch0"].shape == (0, 2, 4, 4) and cases["edge/pool_channels0"].shape == (0, 2, 2)
+        if name != "numpy":
+            assert str(cases["edge/grad_non_scalar"]) == "ValueError", name
+            assert str(cases["edge/grad_argnums_range"]) == "ValueError", name
+            assert str(cases["edge/grad_int_input"]) == "TypeError", name
+            assert not np.any(cases["edge/grad_nothing_used"]), name
+
+
+def test_difference_sees_nan_infinities_shapes_and_errors():
+    nan, inf = np.nan, np.inf
+    assert agreement.difference(np.array([nan, inf, 1.0]), np.array([nan, inf, 1.0 + 1e-7])) < 1e-6
+    assert agreement.difference(np.array([nan, 1.0]), np.array([1.0, 1.0])) == inf
+    assert agreement.difference(np.array([inf, 1.0]), np.array([-inf, 1.0])) == inf
+    assert agreement.difference(np.zeros((0, 2)), np.zeros((2, 0))) == inf
+    assert agreement.difference(np.array("ValueError"), np.array("ValueError")) == 0
+    assert agreement.difference(np.array("ValueError"), np.array("TypeError")) == inf
+    assert agreement.difference(np.array("ValueError"), np.zeros(3)) == inf
