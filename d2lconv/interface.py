@@ -78,6 +78,74 @@ class Backend:
     def sigmoid(self, x):
         raise NotImplementedError(f"backend {self.name!r} does not implement sigmoid")
 
+    # --- built operators: what a built model's forward pass calls --------------------------
+    #: the layout of activations inside a built model; "NCHW", or "NHWC" where the framework's
+    #: CPU kernels want it (a model converts once at its edges, see :mod:`d2lconv.layers`)
+    layout: str = "NCHW"
+
+    def to_internal(self, x):
+        """``x`` from NCHW into :attr:`layout` (at a model's input edge); tensors that are not
+        4-D pass through unchanged."""
+        return x
+
+    def to_nchw(self, x):
+        """``x`` from :attr:`layout` back into NCHW (at a model's output edge, before a flatten);
+        tensors that are not 4-D pass through unchanged."""
+        return x
+
+    # The defaults below wrap the NCHW operators, so a backend whose layout is not NCHW overrides
+    # every one of them.
+    def conv2d_fn(self, stride, pads):
+        """``fn(x, w, bias_or_None)``: :meth:`conv2d` with ``stride`` and ``pads`` fixed, ``x`` in
+        :attr:`layout`, ``w`` OIHW, ``bias`` of shape (O,) or None. Built once per layer."""
+        conv2d = self.conv2d
+        return lambda x, w, bias: conv2d(x, w, bias, stride, pads)
+
+    def max_pool_fn(self, window, stride, pads):
+        """``fn(x)``: :meth:`max_pool` with its configuration fixed, ``x`` in :attr:`layout`."""
+        max_pool = self.max_pool
+        return lambda x: max_pool(x, window, stride, pads)
+
+    def avg_pool_fn(self, window, stride, pads, count_include_pad):
+        """``fn(x)``: average pooling with its configuration fixed, ``x`` in :attr:`layout`.
+
+        With ``count_include_pad=False`` each window's sum is divided by the number of input
+        cells it covers; those counts are computed once per input size and dtype.
+        """
+        avg_pool = self.avg_pool
+        if count_include_pad or pads == ((0, 0), (0, 0)):
+            return lambda x: avg_pool(x, window, stride, pads)
+        counts = {}
+
+        def pool(x):
+            key = (self.shape(x)[2:], self.dtype(x))
+            if key not in counts:
+                ones = self.from_numpy(np.ones((1, 1, *key[0]), key[1]))
+                counts[key] = avg_pool(ones, window, stride, pads)
+            return avg_pool(x, window, stride, pads) / counts[key]
+
+        return pool
+
+    def dense_fn(self):
+        """``fn(x, w, bias_or_None)``: ``x @ w.T + bias`` for (N, in) ``x`` and (out, in) ``w``."""
+        matmul, transpose = self.matmul, self.transpose
+
+        def dense(x, w, bias):
+            y = matmul(x, transpose(w, (1, 0)))
+            return y if bias is None else y + bias
+
+        return dense
+
+    def flatten_fn(self):
+        """``fn(x)``: (N, ...) in :attr:`layout` -> (N, C*H*W) in C-H-W order."""
+        to_nchw, reshape, shape = self.to_nchw, self.reshape, self.shape
+
+        def flatten(x):
+            x = to_nchw(x)
+            return reshape(x, (shape(x)[0], -1))
+
+        return flatten
+
     # --- operators --------------------------------------------------------------------------
     def conv2d(self, x, w, bias, stride, pads):
         """Cross-correlation of NCHW ``x`` with OIHW ``w``, plus ``bias`` of shape (O,) if given."""
