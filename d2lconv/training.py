@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from d2lconv import backend
-from d2lconv.params import named_params, unbuilt_layers
+from d2lconv.params import named_params
 from d2lconv.tensors import native, numpy_of, tensor
 
 
@@ -50,7 +50,7 @@ def _per_model_backend(loss_fn, make):
     def wrapped(model, *args):
         b = model.d2l_backend
         with backend.use_backend(b.name):
-            if unbuilt_layers(model):
+            if model.d2l_fn is None:  # build lazily created parameters outside any trace
                 loss_fn(model, *args)
             if b.name not in per_backend:
                 per_backend[b.name] = make(b)
