@@ -14,12 +14,23 @@ import tensorflow as tf  # noqa: E402
 
 from d2lconv.interface import Backend
 from d2lconv.layers import LayerModule, run
+from d2lconv.pool_counts import inside_fraction
 
 TO_NHWC, TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
+OIHW_TO_HWIO = (2, 3, 1, 0)
+NO_PADS = ((0, 0), (0, 0))
 
 
 def _pad_nhwc(x, pads, value):
     return tf.pad(x, [[0, 0], *pads, [0, 0]], constant_values=value)
+
+
+def _pad_fn(pads, value):
+    """``fn(x)``: NHWC ``x`` padded by the pairs ``pads`` with ``value``; ``x`` itself if none."""
+    if pads == NO_PADS:
+        return lambda x: x
+    paddings = [[0, 0], *map(list, pads), [0, 0]]
+    return lambda x: tf.pad(x, paddings, constant_values=value)
 
 
 def _loss_and_grads(loss_fn):
@@ -97,6 +108,52 @@ class TensorflowBackend(Backend):
     def sigmoid(self, x):
         return tf.sigmoid(x)
 
+    # --- built operators: NHWC inside a model, the layout of TF's CPU kernels ----------------
+    layout = "NHWC"
+
+    def to_internal(self, x):
+        return tf.transpose(x, TO_NHWC) if x.shape.rank == 4 else x
+
+    def to_nchw(self, x):
+        return tf.transpose(x, TO_NCHW) if x.shape.rank == 4 else x
+
+    def conv2d_fn(self, stride, pads):
+        # tf.nn.conv2d's explicit padding measured 2.5x slower than VALID on this CPU, so pads
+        # become "SAME" where that is the same thing (stride 1, any extra cell at the end), else
+        # tf.pad then VALID
+        strides, pad = (1, *stride, 1), _pad_fn(pads, 0)
+        maybe_same = stride == (1, 1) and pads != NO_PADS and all(b - t in (0, 1) for t, b in pads)
+
+        def conv(x, w, bias):
+            same = maybe_same and all(t + b + 1 == k for (t, b), k in zip(pads, w.shape[2:]))
+            w = tf.transpose(w, OIHW_TO_HWIO)
+            y = tf.nn.conv2d(x, w, strides, "SAME") if same else tf.nn.conv2d(pad(x), w, strides, "VALID")
+            return y if bias is None else tf.nn.bias_add(y, bias)
+
+        return conv
+
+    def _pool_fn(self, pool, window, stride, pads, fill):
+        pad = _pad_fn(pads, fill)
+        return lambda x: pool(pad(x), window, stride, "VALID")
+
+    def max_pool_fn(self, window, stride, pads):
+        return self._pool_fn(tf.nn.max_pool2d, window, stride, pads, -np.inf)
+
+    def avg_pool_fn(self, window, stride, pads, count_include_pad):
+        pool = self._pool_fn(tf.nn.avg_pool2d, window, stride, pads, 0)
+        if count_include_pad or pads == NO_PADS:
+            return pool
+        fraction = inside_fraction(window, stride, pads)
+        return lambda x: pool(x) / tf.constant(fraction(*x.shape[1:3], self.dtype(x))[None, :, :, None])
+
+    def dense_fn(self):
+        def dense(x, w, bias):
+            y = tf.matmul(x, w, transpose_b=True)
+            return y if bias is None else tf.nn.bias_add(y, bias)
+
+        return dense
+
+    # --- operators (NCHW) -----------------------------------------------------------------
     def conv2d(self, x, w, bias, stride, pads):
         y = tf.nn.conv2d(
             tf.transpose(x, TO_NHWC),
