@@ -32,6 +32,7 @@ import numpy as np
 
 import d2lconv
 from d2lconv import backend
+from d2lconv.bench.loop import python_loop_corr2d
 from d2lconv.bench.timing import PeakMemory, calls_per_block, interleave, median, per_call_block, table
 
 LR = 0.1
@@ -136,17 +137,6 @@ def _worker(task: dict, env: dict) -> dict:
 
 
 # 2. corr2d against a Python loop ---------------------------------------------------------------
-
-def python_loop_corr2d(X, K, native):
-    """Cross-correlation cell by cell, as the book's ``corr2d`` computes it: one slice, product
-    and sum per output cell, written into the output with the framework's own assignment."""
-    kh, kw = K.shape
-    Y = native.loop_zeros((X.shape[0] - kh + 1, X.shape[1] - kw + 1))
-    for i in range(X.shape[0] - kh + 1):
-        for j in range(X.shape[1] - kw + 1):
-            Y = native.loop_put(Y, i, j, native.loop_sum(X[i : i + kh, j : j + kw] * K))
-    return Y
-
 
 def corr2d_results(name: str, cases, rounds: int) -> list[dict]:
     native = native_module(name)
