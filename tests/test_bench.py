@@ -61,3 +61,8 @@ def test_a_missing_backend_is_skipped_with_the_reason(capsys, monkeypatch):
 def test_bad_options_are_refused():
     done = subprocess.run([sys.executable, "-m", "d2lconv", "bench", "--batch-sizes", "0"], capture_output=True, text=True)
     assert done.returncode != 0 and "--batch-sizes must be positive, got [0]" in done.stderr
+
+
+def test_an_unknown_backend_is_refused():
+    done = subprocess.run([sys.executable, "-m", "d2lconv", "bench", "--backend", "caffe"], capture_output=True, text=True)
+    assert done.returncode != 0 and "d2lconv bench: --backend: unknown backend 'caffe'" in done.stderr

@@ -12,7 +12,13 @@ native side, every other round in reverse order), reported as medians with ratio
    Keras is installed, over the same in-memory NumPy batches, with peak memory.
 
 A framework is imported only when its backend is benchmarked; a missing one is skipped with the
-reason printed.
+reason printed. A ``native_<framework>`` module gives ``PACKAGES`` (whose versions are printed),
+``KERAS_BACKEND`` (or None), ``OPS_LAYOUT`` (a line saying what the native operator calls are, or
+None), ``to_native(array)`` and ``sync(tensor)`` as a user of that framework would write them,
+``operator_calls(X, W, P)`` (zero-argument calls of its own conv2d, max and avg pooling on those
+NumPy inputs), the Python-loop helpers of :mod:`d2lconv.bench.loop`, and ``training_loops()``:
+``{name: (description, fit)}`` with ``fit(batches, val, epochs, lr, mark)`` as
+:func:`timed_fit` calls it.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -44,7 +50,7 @@ KERAS = "keras model.fit"
 @dataclass(frozen=True)
 class Settings:
     op_batch_sizes: tuple = (1, 256)
-    op_rounds: int = 7
+    op_rounds: int = 11
     op_block_s: float = 0.05
     corr2d_cases: tuple = ((6, 8, 1, 2), (28, 28, 5, 5))  # X height, width, K height, width
     corr2d_rounds: int = 5
@@ -73,6 +79,10 @@ def versions(packages) -> str:
         except importlib.metadata.PackageNotFoundError:
             continue
     return ", ".join(found)
+
+
+def load_average() -> str:
+    return "load average %.1f %.1f %.1f" % os.getloadavg() if hasattr(os, "getloadavg") else "load average unknown"
 
 
 def machine() -> dict:
@@ -291,12 +301,15 @@ def settings_from(options) -> Settings:
     if options.epochs is not None and options.epochs < 2:
         print("note: with one epoch there is no steady-state figure (the first epoch includes compilation)")
     changes["keras"] = not options.no_keras
-    return Settings(**{**base.__dict__, **changes})
+    return replace(base, **changes)
 
 
 def run(options) -> int:
     settings = settings_from(options)
-    names = [backend.canonical_name(n) for n in options.backend] if options.backend else [d2lconv.get_backend()]
+    try:
+        names = [backend.canonical_name(n) for n in options.backend] if options.backend else [d2lconv.get_backend()]
+    except ValueError as error:
+        raise SystemExit(f"d2lconv bench: --backend: {error}") from None
     parts = set(options.only or ("ops", "corr2d", "train"))
     info = machine()
     print(f"d2lconv bench{' --quick' if options.quick else ''}: {info['cpu']}, {info['cpus']} CPUs, "
@@ -312,7 +325,7 @@ def run(options) -> int:
 
 
 def bench_backend(name: str, settings: Settings, parts) -> dict:
-    print(f"\n=== {name} ===")
+    print(f"\n=== {name} === ({load_average()})")
     if name not in d2lconv.available_backends():
         reason = f"skipped: {name} is not installed here (pip install \"d2lconv[{backend.BACKENDS[name].extra}]\")"
         print(reason)
@@ -339,6 +352,7 @@ def bench_backend(name: str, settings: Settings, parts) -> dict:
         else:
             result["training"], result["training_notes"] = training_results(name, settings)
             _print_training(result["training"], result["training_notes"], settings)
+    print(f"({name} done, {load_average()})")
     return result
 
 

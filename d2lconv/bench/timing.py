@@ -24,16 +24,20 @@ def interleave(runs: dict[str, Callable[[], object]], rounds: int) -> dict[str, 
 
 
 def calls_per_block(call: Callable[[], object], target_s: float, warmup: int = 3, most: int = 100_000) -> int:
-    """How many calls of ``call`` take about ``target_s`` (after ``warmup`` calls that also trace
-    or compile whatever is compiled on first use)."""
+    """How many calls of ``call`` take about ``target_s``, from the fastest of a few timed calls
+    (after ``warmup`` calls that also trace or compile whatever is compiled on first use): on a
+    shared machine a call that was preempted must not make the blocks too short."""
     for _ in range(warmup):
         call()
-    start, count = time.perf_counter(), 0
-    while time.perf_counter() - start < target_s / 10 and count < most:
+    fastest, spent = float("inf"), 0.0
+    for _ in range(most):
+        start = time.perf_counter()
         call()
-        count += 1
-    per_call = (time.perf_counter() - start) / max(count, 1)
-    return max(1, min(most, int(target_s / max(per_call, 1e-9))))
+        took = time.perf_counter() - start
+        fastest, spent = min(fastest, took), spent + took
+        if spent > target_s / 5:
+            break
+    return max(1, min(most, int(target_s / max(fastest, 1e-9))))
 
 
 def per_call_block(call: Callable[[], object], count: int) -> Callable[[], float]:
