@@ -16,31 +16,58 @@ npx.set_np()
 mnp = mx.np
 
 
-def _zero_pad(x, pads):
-    if not any(any(pair) for pair in pads):
-        return x
-    return mnp.pad(x, ((0, 0), (0, 0), *pads), mode="constant")
+def _ops(x):
+    """``(np, npx)`` for ``x``: the symbolic namespaces while a hybridized block is traced."""
+    return (mx.sym.np, mx.sym.npx) if isinstance(x, mx.sym.Symbol) else (mnp, npx)
 
 
-def _neg_inf_mask(size, pads, dtype):
-    """0 over the input's cells, -inf over the padding: shape (1, 1, padded H, padded W)."""
+def _symmetric(pads):
+    """``(ph, pw)`` when both sides of each axis get the same padding, else None."""
     (top, bottom), (left, right) = pads
-    mask = np.full((1, 1, size[0] + top + bottom, size[1] + left + right), -np.inf, dtype)
-    mask[:, :, top : top + size[0], left : left + size[1]] = 0
-    return mnp.array(mask, dtype=dtype)
+    return (top, left) if top == bottom and left == right else None
 
 
-class Module(LayerModule, gluon.Block):
-    """A d2lconv layer as a Gluon ``Block``: parameters and children registered with Gluon."""
+def _padded(np_, x, pads):
+    """``x`` with explicit zero padding (``np.pad`` pads with zeros only)."""
+    return np_.pad(x, ((0, 0), (0, 0), *pads), mode="constant")
+
+
+def _weight_shape_config(make):
+    """A config dict filled by ``make(weight_shape)`` on the first (eager) call: the kernel size
+    and output count that MXNet's ops need, which a traced symbol does not carry."""
+    config = {}
+
+    def get(w):
+        if not config:
+            config.update(make(tuple(w.shape)))
+        return config
+
+    return get
+
+
+class Module(LayerModule, gluon.HybridBlock):
+    """A d2lconv layer as a Gluon ``HybridBlock``: parameters and children registered with Gluon,
+    so a built model can be hybridized (the Trainer does)."""
 
     backend_name = "mxnet"
 
+
     def __init__(self, layer):
-        gluon.Block.__init__(self)
+        gluon.HybridBlock.__init__(self)
         self.d2l_layer = layer
 
-    def forward(self, x):
-        return run(self, x)
+    def forward(self, x, *args):
+        if self.d2l_fn is None or not isinstance(x, (mnp.ndarray, mx.sym.Symbol)):
+            return run(self, x)  # the first call builds; a non-tensor input is converted
+        return gluon.HybridBlock.forward(self, x, *args)
+
+    def hybrid_forward(self, F, x, **params):
+        layer = self.d2l_layer
+        if layer.child_names:
+            for name in layer.child_names:
+                x = self._children[name](x)
+            return x
+        return self.d2l_native(x, *[params[name] for name in layer.param_names])
 
 
 class MxnetBackend(Backend):
@@ -60,27 +87,70 @@ class MxnetBackend(Backend):
         return isinstance(x, mnp.ndarray)
 
     def sigmoid(self, x):
-        return npx.sigmoid(x)
+        return _ops(x)[1].sigmoid(x)
 
     def conv2d(self, x, w, bias, stride, pads):
-        (top, bottom), (left, right) = pads
-        pad = (top, left)
-        if top != bottom or left != right:
-            x, pad = _zero_pad(x, pads), (0, 0)
-        return npx.convolution(
-            x, w, bias, kernel=tuple(w.shape[2:]), stride=stride, pad=pad,
-            num_filter=w.shape[0], no_bias=bias is None,
-        )
+        return self.conv2d_fn(stride, pads)(x, w, bias)
 
     def max_pool(self, x, window, stride, pads):
-        if any(any(pair) for pair in pads):
-            x = _zero_pad(x, pads) + _neg_inf_mask(x.shape[2:], pads, x.dtype)
-        return npx.pooling(x, kernel=window, stride=stride, pool_type="max")
+        return self.max_pool_fn(window, stride, pads)(x)
 
     def avg_pool(self, x, window, stride, pads):
-        return npx.pooling(
-            _zero_pad(x, pads), kernel=window, stride=stride, pool_type="avg", count_include_pad=True
-        )
+        return self.avg_pool_fn(window, stride, pads, True)(x)
+
+    def conv2d_fn(self, stride, pads):
+        padding = _symmetric(pads)
+        config = _weight_shape_config(lambda shape: {"kernel": shape[2:], "num_filter": shape[0]})
+
+        def conv(x, w, bias):
+            np_, npx_ = _ops(x)
+            x = x if padding is not None else _padded(np_, x, pads)
+            return npx_.convolution(
+                x, w, bias, stride=stride, pad=padding or (0, 0), no_bias=bias is None, **config(w)
+            )
+
+        return conv
+
+    def max_pool_fn(self, window, stride, pads):
+        padding = _symmetric(pads)
+        if padding is not None:  # MXNet's max pooling never lets padded cells win
+            return lambda x: _ops(x)[1].pooling(x, kernel=window, stride=stride, pad=padding, pool_type="max")
+
+        def max_pool(x):  # np.pad pads with zeros only: padded cells become -inf through a mask
+            np_, npx_ = _ops(x)
+            inside = _padded(np_, np_.ones_like(x), pads)
+            x = np_.where(inside, _padded(np_, x, pads), -np.inf)
+            return npx_.pooling(x, kernel=window, stride=stride, pool_type="max")
+
+        return max_pool
+
+    def avg_pool_fn(self, window, stride, pads, count_include_pad):
+        padding = _symmetric(pads)
+        if padding is not None:
+            return lambda x: _ops(x)[1].pooling(
+                x, kernel=window, stride=stride, pad=padding, pool_type="avg", count_include_pad=count_include_pad
+            )
+
+        def avg_pool(x):
+            np_, npx_ = _ops(x)
+            y = npx_.pooling(_padded(np_, x, pads), kernel=window, stride=stride, pool_type="avg")
+            if count_include_pad:
+                return y
+            inside = _padded(np_, np_.ones_like(x), pads)
+            return y / npx_.pooling(inside, kernel=window, stride=stride, pool_type="avg")
+
+        return avg_pool
+
+    def dense_fn(self):
+        config = _weight_shape_config(lambda shape: {"num_hidden": shape[0]})
+
+        def dense(x, w, bias):
+            return _ops(x)[1].fully_connected(x, w, bias, no_bias=bias is None, flatten=False, **config(w))
+
+        return dense
+
+    def flatten_fn(self):
+        return lambda x: _ops(x)[1].batch_flatten(x)
 
     def value_and_grad(self, fn, argnums):
         def wrapped(*args):

@@ -9,6 +9,8 @@ mxnet.np); frameworks with other spellings override them.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 
@@ -158,6 +160,10 @@ class Backend:
     def avg_pool(self, x, window, stride, pads):
         """Sum over each window of NCHW ``x`` divided by the window's area; padded cells are 0."""
         raise NotImplementedError(f"backend {self.name!r} does not implement average pooling")
+
+    def inference(self):
+        """A context in which forward passes record nothing for gradients (evaluation)."""
+        return contextlib.nullcontext()
 
     def value_and_grad(self, fn, argnums: tuple[int, ...]):
         """A function returning ``(fn(*args), (d fn / d args[i] for i in argnums))``."""

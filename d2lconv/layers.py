@@ -220,12 +220,13 @@ class Container(Layer):
 class LayerModule:
     """Methods every backend's native ``Module`` class shares (mixed in before the framework's).
 
-    A backend's ``Module`` computes ``run(self, x)`` when called; ``d2l_fn`` is the built
-    module's ``fn(module, x)`` in the backend's layout (None until the first call).
+    A backend's ``Module`` computes ``run(self, x)`` when called. Set on the first call:
+    ``d2l_fn``, the module's ``fn(module, x)`` in the backend's layout, and for a layer with no
+    children ``d2l_native``, the layer's ``fn(x, *param_values)`` (:meth:`Layer.native_fn`).
     """
 
     backend_name = ""
-    d2l_fn = None
+    d2l_fn = d2l_native = None
 
     @property
     def d2l_backend(self):
@@ -252,7 +253,8 @@ def run(module, x):
 
 def build(module, x):
     """Build ``module`` (and its children) on its first input ``x``, in ``b.layout``; return the
-    output in that layout, computed with the checked operators. Runs inside ``use_backend``."""
+    output in that layout. The input is checked by the checked operators first (clear errors);
+    the output is the native function's. Runs inside ``use_backend``."""
     b, layer = module.d2l_backend, module.d2l_layer
     if layer.child_names:
         for name in layer.child_names:
@@ -263,10 +265,11 @@ def build(module, x):
         rng = layer.rng or generator()
         for name, value in layer.initial_values(rng, b.shape(b.to_nchw(x))).items():
             b.add_param(module, name, value)
-    values = {name: b.value(b.param(module, name)) for name in layer.param_names}
-    y = layer.apply(values, b.to_nchw(x))
-    module.d2l_fn = _leaf_fn(b, layer.native_fn(b), layer.param_names)
-    return b.to_internal(y)
+    values = [b.value(b.param(module, name)) for name in layer.param_names]
+    layer.apply(dict(zip(layer.param_names, values)), b.to_nchw(x))  # checked: clear errors on bad input
+    module.d2l_native = layer.native_fn(b)
+    module.d2l_fn = _leaf_fn(b, module.d2l_native, layer.param_names)
+    return module.d2l_native(x, *values)  # one eager call, which a framework's op may learn shapes from
 
 
 def _leaf_fn(b, fn, param_names):
