@@ -10,7 +10,6 @@ float64 needs ``jax_enable_x64`` (``JAX_ENABLE_X64=1``); without it a float64 re
 rather than a silent float32. Convolutions ask for full precision so GPUs do not use TF32.
 """
 
-import weakref
 from functools import partial
 
 import jax
@@ -19,6 +18,7 @@ import numpy as np
 from flax import nnx
 from jax import lax
 
+from d2lconv.compiled import per_model as per_model_fn
 from d2lconv.interface import Backend
 from d2lconv.layers import LayerModule, run
 from d2lconv.params import named_params
@@ -176,7 +176,7 @@ class JaxBackend(Backend):
         per_model = _per_model(value_and_grad, compile)
 
         def wrapped(model, params, *args):
-            split, fn = per_model(model, loss_fn, args)
+            split, fn = per_model(model, params)
             loss, grads = fn(split.values(), split.rest, *args)
             return loss, {name: grad for name, grad in zip(split.names, grads) if name in params}
 
@@ -193,7 +193,7 @@ class JaxBackend(Backend):
         per_model = _per_model(sgd_step, compile)
 
         def step(model, params, *args):
-            split, fn = per_model(model, loss_fn, args)
+            split, fn = per_model(model, params)
             loss, values = fn(split.values(), split.rest, *args)
             split.assign(values)
             return loss
@@ -226,20 +226,15 @@ class _Split:
 
 
 def _per_model(pure, compile):
-    """``get(model, loss_fn, args) -> (split, fn)``: the model's split and ``pure`` bound to it,
-    ``jax.jit``-ed when ``compile``; made on a model's first call, kept while the model lives."""
-    made = weakref.WeakKeyDictionary()
+    """``get(model, params) -> (split, fn)``: the model split once and ``pure`` bound to it,
+    ``jax.jit``-ed when ``compile``."""
 
-    def get(model, loss_fn, args):
-        if model not in made:
-            if model.d2l_fn is None:  # lazily created parameters: build them outside any trace
-                loss_fn(model, *args)
-            split = _Split(model)
-            fn = partial(pure, split)
-            made[model] = split, (jax.jit(fn) if compile else fn)
-        return made[model]
+    def make(model, params):
+        split = _Split(model)
+        fn = partial(pure, split)
+        return split, (jax.jit(fn) if compile else fn)
 
-    return get
+    return per_model_fn(make)
 
 
 BACKEND = JaxBackend()
