@@ -259,18 +259,26 @@ def training_results(name: str, settings: Settings) -> tuple[list[dict], list[st
 
 
 def _training_row(key, batch_size, settings, runs, trainer_runs) -> dict:
+    """Medians over the rounds; ``trainer_over_this`` is the ratio of the median throughputs
+    (per-round pairs are too few, and this machine's load too bursty, for a median of ratios);
+    ``runs`` keeps every round's figures."""
     if any("skipped" in run for run in runs):
         return {"variant": key, "batch": batch_size, "skipped": next(run["skipped"] for run in runs if "skipped" in run)}
     images = settings.train_size * settings.epochs
+
+    def throughput(of_runs):
+        return median([images / run["total_s"] for run in of_runs])
+
     steady = [settings.train_size / median(run["epoch_s"][1:]) for run in runs if len(run["epoch_s"]) > 1]
     return {
         "variant": key, "batch": batch_size,
-        "img_per_s": median([images / run["total_s"] for run in runs]),
+        "img_per_s": throughput(runs),
         "first_epoch_s": median([run["epoch_s"][0] for run in runs]),
         "steady_img_per_s": median(steady),
         "loss": median([run["loss"] for run in runs]),
         "extra_mib": median([run["extra_mib"] for run in runs]),
-        "trainer_over_this": float("nan") if key == TRAINER else median([run["total_s"] / mine["total_s"] for mine, run in zip(trainer_runs, runs)]),
+        "trainer_over_this": float("nan") if key == TRAINER else throughput(trainer_runs) / throughput(runs),
+        "runs": runs,
     }
 
 
