@@ -5,6 +5,8 @@ MXNet's own padding arguments are symmetric, so asymmetric padding is made expli
 constant -inf mask over the padded cells instead.
 """
 
+import functools
+
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, npx
@@ -14,6 +16,15 @@ from d2lconv.layers import LayerModule, run
 
 npx.set_np()
 mnp = mx.np
+
+
+def _sgd(weights, grads, lr):
+    """``w -= lr * g`` in place for every weight, in one operator call."""
+    weights = [w.as_nd_ndarray() for w in weights]  # the multi-tensor update is a legacy operator
+    pairs = [t for w, g in zip(weights, grads) for t in (w, g.as_nd_ndarray())]
+    mx.nd.multi_sgd_update(
+        *pairs, out=weights, lrs=[lr] * len(weights), wds=[0.0] * len(weights), num_weights=len(weights)
+    )
 
 
 def _ops(x):
@@ -43,6 +54,32 @@ def _weight_shape_config(make):
         return config
 
     return get
+
+
+def _first_forward(model, loss_fn, compile, args):
+    """``(forward, loss of args)``: the fused hybridized block when ``loss_fn`` traces
+    symbolically, else ``loss_fn`` run eagerly over the model hybridized alone."""
+    if compile:
+        fused = _FusedLoss(model, loss_fn)
+        try:
+            return fused, fused(*args)
+        except (TypeError, ValueError, AttributeError, mx.base.MXNetError):  # not symbolic-safe
+            model.hybridize(static_alloc=True, static_shape=True)
+    eager = functools.partial(loss_fn, model)
+    return eager, eager(*args)
+
+
+class _FusedLoss(gluon.HybridBlock):
+    """``loss_fn(model, *args)`` as one hybridized block: one cached graph for the forward pass,
+    the loss and their backward pass."""
+
+    def __init__(self, model, loss_fn):
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+        self.hybridize(static_alloc=True, static_shape=True)
+
+    def hybrid_forward(self, F, *args):
+        return self.loss_fn(self.model, *args)
 
 
 class Module(LayerModule, gluon.HybridBlock):
@@ -87,7 +124,7 @@ class MxnetBackend(Backend):
         return isinstance(x, mnp.ndarray)
 
     def sigmoid(self, x):
-        return _ops(x)[1].sigmoid(x)
+        return _ops(x)[1].activation(x, act_type="sigmoid")  # the oneDNN kernel Gluon layers use
 
     def conv2d(self, x, w, bias, stride, pads):
         return self.conv2d_fn(stride, pads)(x, w, bias)
@@ -145,7 +182,7 @@ class MxnetBackend(Backend):
         config = _weight_shape_config(lambda shape: {"num_hidden": shape[0]})
 
         def dense(x, w, bias):
-            return _ops(x)[1].fully_connected(x, w, bias, no_bias=bias is None, flatten=False, **config(w))
+            return _ops(x)[1].fully_connected(x, w, bias, no_bias=bias is None, **config(w))
 
         return dense
 
@@ -166,7 +203,8 @@ class MxnetBackend(Backend):
         return wrapped
 
     def cross_entropy(self, logits, labels):
-        return -npx.pick(npx.log_softmax(logits, axis=1), labels, axis=1).mean()
+        npx_ = _ops(logits)[1]
+        return -npx_.pick(npx_.log_softmax(logits, axis=1), labels, axis=1).mean()
 
     Module = Module
 
@@ -190,6 +228,28 @@ class MxnetBackend(Backend):
 
     def child(self, module, name):
         return module._children[name]
+
+    def sgd_update(self, params, grads, lr):
+        _sgd([p.data() for p in params.values()], [grads[name] for name in params], lr)
+
+    def train_step(self, loss_fn, lr, compile):
+        """Model and loss as one hybridized graph (``compile``), recorded by autograd, then one
+        ``multi_sgd_update`` over every parameter in place. A loss function that cannot be traced
+        symbolically (d2lconv's checked ``cross_entropy``, say) runs eagerly on the hybridized model."""
+        forwards = {}  # model -> its forward pass
+
+        def step(model, params, *args):
+            with autograd.record():
+                if (forward := forwards.get(model)) is None:
+                    forward, loss = _first_forward(model, loss_fn, compile, args)
+                    forwards[model] = forward
+                else:
+                    loss = forward(*args)
+            loss.backward()
+            _sgd([p.data() for p in params.values()], [p.grad() for p in params.values()], lr)
+            return loss
+
+        return step
 
     def model_value_and_grad(self, loss_fn, compile):  # eager: see README for why
         def wrapped(model, params, *args):
