@@ -204,6 +204,10 @@ class Backend:
     def child(self, module, name: str):
         return getattr(module, name)
 
+    #: training images after which compiling the train step pays for its compile time (the
+    #: Trainer compiles a run at least this long unless told otherwise); 0: compiling is cheap
+    compile_pays_after: int = 0
+
     def train_step(self, loss_fn, lr: float, compile: bool):
         """A function of ``(model, params, *args)``: one SGD step in place, returning the loss.
         By default the gradient function followed by eager updates; compilers fuse both."""

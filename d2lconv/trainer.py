@@ -21,13 +21,15 @@ def _checked_loss(model, X, y):
 
 
 class Trainer:
-    def __init__(self, max_epochs, num_gpus=0, progress=True):
+    def __init__(self, max_epochs, num_gpus=0, progress=True, compile=None):
+        """``compile``: compile the train step (True), run it eagerly (False), or (None) compile
+        when the run is long enough to repay the compile time (see ``Backend.compile_pays_after``)."""
         self.max_epochs = int(max_epochs)
         if self.max_epochs < 1:
             raise ValueError(f"max_epochs must be at least 1, got {max_epochs}")
         if not isinstance(num_gpus, int) or num_gpus < 0:
             raise ValueError(f"num_gpus must be a non-negative integer, got {num_gpus!r}")
-        self.num_gpus, self.progress = num_gpus, progress
+        self.num_gpus, self.progress, self.compile = num_gpus, progress, compile
         self.history = {"epoch": [], "train_loss": [], "val_loss": [], "val_acc": []}
 
     def _device(self, b, model):
@@ -62,7 +64,10 @@ class Trainer:
                 for X, y in data.train_dataloader():
                     if step is None:
                         _checked_loss(model, X, y)
-                        step, params = b.train_step(native_loss, model.lr, compile=True), named_params(model)
+                        compile = self.compile
+                        if compile is None:
+                            compile = self.max_epochs * data.num_train >= b.compile_pays_after
+                        step, params = b.train_step(native_loss, model.lr, compile), named_params(model)
                     losses.append(step(model, params, X, y))
                     sizes.append(b.shape(X)[0])
                     bar.update(1)
@@ -81,8 +86,8 @@ class Trainer:
             for X, y in data.val_dataloader():
                 logits = model(X)
                 losses.append(training.cross_entropy(logits, y))
-                correct += int((b.to_numpy(logits).argmax(axis=1) == b.to_numpy(y)).sum())
                 sizes.append(b.shape(X)[0])
+                correct += training.accuracy(logits, y) * sizes[-1]
         return float(np.dot(b.to_numpy(b.stack(losses, 0)), sizes) / sum(sizes)), correct / sum(sizes)
 
     def _record(self, epoch, train_loss, val_loss, val_acc):
