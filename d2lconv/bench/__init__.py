@@ -45,6 +45,8 @@ LR = 0.1
 RESULT_MARK = "D2LCONV-BENCH-RESULT "
 TRAINER = "d2lconv Trainer.fit"
 KERAS = "keras model.fit"
+#: environment variables that set the frameworks' thread counts, printed when set
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "XLA_FLAGS")
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,9 @@ def machine() -> dict:
     except OSError:
         pass
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": model, "cpus": usable, "python": platform.python_version(), "d2lconv": d2lconv.__version__}
+    threads = {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ}
+    return {"cpu": model, "cpus": usable, "python": platform.python_version(), "d2lconv": d2lconv.__version__,
+            "thread_settings": threads}
 
 
 # 1. operator overhead -------------------------------------------------------------------------
@@ -322,6 +326,8 @@ def run(options) -> int:
     info = machine()
     print(f"d2lconv bench{' --quick' if options.quick else ''}: {info['cpu']}, {info['cpus']} CPUs, "
           f"Python {info['python']}, d2lconv {info['d2lconv']}")
+    if info["thread_settings"]:
+        print("thread settings: " + ", ".join(f"{k}={v}" for k, v in info["thread_settings"].items()))
     report = {"machine": info, "settings": settings.__dict__, "backends": {}}
     for name in names:
         report["backends"][name] = bench_backend(name, settings, parts)
