@@ -281,6 +281,7 @@ def _leaf_fn(b, fn, param_names):
 
 
 def _container_fn(b, child_names):
+    """``f(module, x)`` running the children's built functions in order, in ``b.layout``."""
     child = b.child
 
     def run_children(module, x):
@@ -290,11 +291,6 @@ def _container_fn(b, child_names):
         return x
 
     return run_children
-
-
-def is_built(module) -> bool:
-    """True once the module has seen its first input (parameters and native function made)."""
-    return module.d2l_fn is not None
 
 
 def make(layer: Layer, children=()):
