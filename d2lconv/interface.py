@@ -13,6 +13,8 @@ import contextlib
 
 import numpy as np
 
+from d2lconv.pool_counts import inside_fraction
+
 
 class Backend:
     """One framework's translation of the d2lconv operators."""
@@ -111,20 +113,20 @@ class Backend:
     def avg_pool_fn(self, window, stride, pads, count_include_pad):
         """``fn(x)``: average pooling with its configuration fixed, ``x`` in :attr:`layout`.
 
-        With ``count_include_pad=False`` each window's sum is divided by the number of input
-        cells it covers; those counts are computed once per input size and dtype.
+        With ``count_include_pad=False`` the average counting padded zeros is divided by the share
+        of each window inside the input (:func:`d2lconv.pool_counts.inside_fraction`), made a
+        tensor once per input size and dtype.
         """
         avg_pool = self.avg_pool
         if count_include_pad or pads == ((0, 0), (0, 0)):
             return lambda x: avg_pool(x, window, stride, pads)
-        counts = {}
+        fraction, fractions = inside_fraction(window, stride, pads), {}
 
         def pool(x):
-            key = (self.shape(x)[2:], self.dtype(x))
-            if key not in counts:
-                ones = self.from_numpy(np.ones((1, 1, *key[0]), key[1]))
-                counts[key] = avg_pool(ones, window, stride, pads)
-            return avg_pool(x, window, stride, pads) / counts[key]
+            key = (*self.shape(x)[2:], self.dtype(x))
+            if key not in fractions:
+                fractions[key] = self.from_numpy(fraction(*key))
+            return avg_pool(x, window, stride, pads) / fractions[key]
 
         return pool
 
