@@ -238,8 +238,10 @@ class TensorflowBackend(Backend):
 
 def _compiled(fn, compile):
     """``fn`` as one ``tf.function`` (one trace per batch shape, shapes stay static) when asked.
-    XLA (``jit_compile=True``) measured 3x slower than TF's own kernels for LeNet on this CPU."""
-    return tf.function(fn) if compile else fn
+    XLA (``jit_compile=True``) measured 3x slower than TF's own kernels for LeNet on this CPU.
+    No AutoGraph: d2lconv's forward has no tensor-dependent Python control flow, and AutoGraph
+    re-reads source files to convert them (slower traces; wrong code if a file changed on disk)."""
+    return tf.function(fn, autograph=False) if compile else fn
 
 
 BACKEND = TensorflowBackend()
