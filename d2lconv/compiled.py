@@ -9,8 +9,10 @@ import weakref
 
 def per_model(make):
     """``get(model, params)``: ``make(model, params)`` on a model's first call, the same result
-    on every later call while the model lives. ``params`` maps canonical names to the model's
-    native parameters (a built model's parameters are fixed objects, so the first call's hold)."""
+    on every later call while the model lives (a result that refers to its model, as a
+    ``tf.function`` closed over it does, keeps it alive as long as ``get`` lives). ``params`` maps
+    canonical names to the model's native parameters (a built model's parameters are fixed
+    objects, so the first call's hold)."""
     made = weakref.WeakKeyDictionary()
 
     def get(model, params):
