@@ -1,8 +1,16 @@
 """JAX: lax.conv_general_dilated and lax.reduce_window, NCHW natively through dimension numbers.
 
+The public operators run as ``jax.jit``-ed functions with stride, padding and window static (one
+compilation per configuration, then jax's C++ dispatch). Inside a built model activations are
+NHWC, the layout XLA's CPU convolutions want; kernels stay OIHW (dimension numbers say so). The
+training step is one ``jax.jit`` of a pure function of the parameters' arrays: the model is split
+with ``nnx.split`` once, not walked by ``nnx.jit`` on every call.
+
 float64 needs ``jax_enable_x64`` (``JAX_ENABLE_X64=1``); without it a float64 request is an error
 rather than a silent float32. Convolutions ask for full precision so GPUs do not use TF32.
 """
+
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -10,10 +18,44 @@ import numpy as np
 from flax import nnx
 from jax import lax
 
+from d2lconv.compiled import per_model as per_model_fn
 from d2lconv.interface import Backend
 from d2lconv.layers import LayerModule, run
+from d2lconv.params import named_params
+from d2lconv.pool_counts import inside_fraction
 
 NCHW = ("NCHW", "OIHW", "NCHW")
+NHWC = ("NHWC", "OIHW", "NHWC")
+TO_NHWC, TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
+DENSE = (((1,), (1,)), ((), ()))  # x (N, in) . w (out, in) over "in": x @ w.T without a transpose
+
+
+def _conv(x, w, stride, pads, dimension_numbers):
+    return lax.conv_general_dilated(
+        x, w, stride, pads, dimension_numbers=dimension_numbers, precision=lax.Precision.HIGHEST
+    )
+
+
+def _reduce_window(x, init, op, window, stride, pads):
+    # a NumPy init value stays concrete under jit, so JAX sees a differentiable max/sum monoid
+    return lax.reduce_window(x, np.array(init, x.dtype), op, window, stride, pads)
+
+
+@partial(jax.jit, static_argnums=(3, 4))
+def _conv2d_nchw(x, w, bias, stride, pads):
+    y = _conv(x, w, stride, pads, NCHW)
+    return y if bias is None else y + bias[None, :, None, None]
+
+
+@partial(jax.jit, static_argnums=(1, 2, 3))
+def _max_pool_nchw(x, window, stride, pads):
+    return _reduce_window(x, -np.inf, lax.max, (1, 1, *window), (1, 1, *stride), ((0, 0), (0, 0), *pads))
+
+
+@partial(jax.jit, static_argnums=(1, 2, 3))
+def _avg_pool_nchw(x, window, stride, pads):
+    total = _reduce_window(x, 0, lax.add, (1, 1, *window), (1, 1, *stride), ((0, 0), (0, 0), *pads))
+    return total / (window[0] * window[1])
 
 
 class Module(LayerModule, nnx.Module):
@@ -57,23 +99,55 @@ class JaxBackend(Backend):
     def sigmoid(self, x):
         return jax.nn.sigmoid(x)
 
-    def conv2d(self, x, w, bias, stride, pads):
-        y = lax.conv_general_dilated(
-            x, w, stride, pads, dimension_numbers=NCHW, precision=lax.Precision.HIGHEST
-        )
-        return y if bias is None else y + bias[None, :, None, None]
+    def reshape(self, x, shape):
+        return x if x.shape == tuple(shape) else jnp.reshape(x, shape)  # no dispatch for a no-op
 
-    def _pool(self, x, init, op, window, stride, pads):
-        # a NumPy init value stays concrete under jit, so JAX sees a differentiable max/sum monoid
-        return lax.reduce_window(
-            x, np.array(init, x.dtype), op, (1, 1, *window), (1, 1, *stride), ((0, 0), (0, 0), *pads)
-        )
+    # --- built operators: NHWC inside a model -------------------------------------------------
+    layout = "NHWC"
+
+    def to_internal(self, x):
+        return jnp.transpose(x, TO_NHWC) if x.ndim == 4 else x
+
+    def to_nchw(self, x):
+        return jnp.transpose(x, TO_NCHW) if x.ndim == 4 else x
+
+    def conv2d_fn(self, stride, pads):
+        def conv(x, w, bias):
+            y = _conv(x, w, stride, pads, NHWC)
+            return y if bias is None else y + bias
+
+        return conv
+
+    def _pool_fn(self, init, op, window, stride, pads):
+        window, stride, pads = (1, *window, 1), (1, *stride, 1), ((0, 0), *pads, (0, 0))
+        return lambda x: _reduce_window(x, init, op, window, stride, pads)
+
+    def max_pool_fn(self, window, stride, pads):
+        return self._pool_fn(-np.inf, lax.max, window, stride, pads)
+
+    def avg_pool_fn(self, window, stride, pads, count_include_pad):
+        total, area = self._pool_fn(0, lax.add, window, stride, pads), window[0] * window[1]
+        if count_include_pad or pads == ((0, 0), (0, 0)):
+            return lambda x: total(x) / area
+        fraction = inside_fraction(window, stride, pads)
+        return lambda x: total(x) / (area * fraction(*x.shape[1:3], x.dtype)[:, :, None])
+
+    def dense_fn(self):
+        def dense(x, w, bias):
+            y = lax.dot_general(x, w, DENSE, precision=lax.Precision.HIGHEST)
+            return y if bias is None else y + bias
+
+        return dense
+
+    # --- operators (NCHW), compiled once per static configuration ---------------------------
+    def conv2d(self, x, w, bias, stride, pads):
+        return _conv2d_nchw(x, w, bias, stride, pads)
 
     def max_pool(self, x, window, stride, pads):
-        return self._pool(x, -np.inf, lax.max, window, stride, pads)
+        return _max_pool_nchw(x, window, stride, pads)
 
     def avg_pool(self, x, window, stride, pads):
-        return self._pool(x, 0, lax.add, window, stride, pads) / (window[0] * window[1])
+        return _avg_pool_nchw(x, window, stride, pads)
 
     def value_and_grad(self, fn, argnums):
         return jax.value_and_grad(fn, argnums=argnums)
@@ -94,26 +168,73 @@ class JaxBackend(Backend):
         param[...] = jnp.asarray(value, param[...].dtype)
 
     def model_value_and_grad(self, loss_fn, compile):
-        """Compiled once with nnx.jit; gradients keyed by the parameters' attribute paths."""
-        step = nnx.value_and_grad(loss_fn)
-        step = nnx.jit(step) if compile else step
+        """One ``jax.jit`` of ``(values, rest, *args) -> (loss, grads)`` per model (see :class:`_Split`)."""
+
+        def value_and_grad(split, values, rest, *args):
+            return jax.value_and_grad(lambda values: loss_fn(split.merge(values, rest), *args))(values)
+
+        per_model = _per_model(value_and_grad, compile)
 
         def wrapped(model, params, *args):
-            loss, grads = step(model, *args)
-            flat = {".".join(map(str, path)): value[...] for path, value in nnx.to_flat_state(grads)}
-            return loss, {name: flat[name] for name in params}
+            split, fn = per_model(model, params)
+            loss, grads = fn(split.values(), split.rest, *args)
+            return loss, {name: grad for name, grad in zip(split.names, grads) if name in params}
 
         return wrapped
 
     def train_step(self, loss_fn, lr, compile):
-        def step(model, *args):
-            loss, grads = nnx.value_and_grad(loss_fn)(model, *args)
-            params = nnx.state(model, nnx.Param)
-            nnx.update(model, jax.tree.map(lambda p, g: p - lr * g, params, grads))
+        """One ``jax.jit`` of ``(values, rest, *args) -> (loss, new values)`` per model; the new
+        arrays go into the model's parameters after each call (no graph walk per step)."""
+
+        def sgd_step(split, values, rest, *args):
+            loss, grads = jax.value_and_grad(lambda values: loss_fn(split.merge(values, rest), *args))(values)
+            return loss, [value - lr * grad for value, grad in zip(values, grads)]
+
+        per_model = _per_model(sgd_step, compile)
+
+        def step(model, params, *args):
+            split, fn = per_model(model, params)
+            loss, values = fn(split.values(), split.rest, *args)
+            split.assign(values)
             return loss
 
-        step = nnx.jit(step) if compile else step
-        return lambda model, params, *args: step(model, *args)
+        return step
+
+
+class _Split:
+    """A built model split once with ``nnx.split``: its parameters as a list of arrays in a fixed
+    order (``names``, canonical), the rest of its state, and ``merge`` to rebuild a model from
+    them inside a pure function. ``values``/``assign`` read and write the live parameters' arrays
+    directly, so a step costs no walk over the model's graph."""
+
+    def __init__(self, model):
+        self.graphdef, params, self.rest = nnx.split(model, nnx.Param, ...)
+        paths, self.treedef = jax.tree_util.tree_flatten_with_path(params)
+        self.names = [".".join(str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey)) for path, _ in paths]
+        live = named_params(model)
+        self.variables = [live[name] for name in self.names]
+
+    def merge(self, values, rest):
+        return nnx.merge(self.graphdef, jax.tree_util.tree_unflatten(self.treedef, values), rest)
+
+    def values(self):
+        return [variable.get_raw_value() for variable in self.variables]
+
+    def assign(self, values):
+        for variable, value in zip(self.variables, values):
+            variable.set_raw_value(value)
+
+
+def _per_model(pure, compile):
+    """``get(model, params) -> (split, fn)``: the model split once and ``pure`` bound to it,
+    ``jax.jit``-ed when ``compile``."""
+
+    def make(model, params):
+        split = _Split(model)
+        fn = partial(pure, split)
+        return split, (jax.jit(fn) if compile else fn)
+
+    return per_model_fn(make)
 
 
 BACKEND = JaxBackend()

@@ -5,42 +5,108 @@ MXNet's own padding arguments are symmetric, so asymmetric padding is made expli
 constant -inf mask over the padded cells instead.
 """
 
+import functools
+
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, npx
 
 from d2lconv.interface import Backend
-from d2lconv.layers import LayerModule, run
+from d2lconv.layers import LayerModule, check_input_shape, run
 
 npx.set_np()
 mnp = mx.np
 
 
-def _zero_pad(x, pads):
-    if not any(any(pair) for pair in pads):
-        return x
-    return mnp.pad(x, ((0, 0), (0, 0), *pads), mode="constant")
+def _sgd(weights, grads, lr):
+    """``w -= lr * g`` in place for every weight, in one operator call."""
+    weights = [w.as_nd_ndarray() for w in weights]  # the multi-tensor update is a legacy operator
+    pairs = [t for w, g in zip(weights, grads) for t in (w, g.as_nd_ndarray())]
+    mx.nd.multi_sgd_update(
+        *pairs, out=weights, lrs=[lr] * len(weights), wds=[0.0] * len(weights), num_weights=len(weights)
+    )
 
 
-def _neg_inf_mask(size, pads, dtype):
-    """0 over the input's cells, -inf over the padding: shape (1, 1, padded H, padded W)."""
+def _ops(x):
+    """``(np, npx)`` for ``x``: the symbolic namespaces while a hybridized block is traced."""
+    return (mx.sym.np, mx.sym.npx) if isinstance(x, mx.sym.Symbol) else (mnp, npx)
+
+
+def _symmetric(pads):
+    """``(ph, pw)`` when both sides of each axis get the same padding, else None."""
     (top, bottom), (left, right) = pads
-    mask = np.full((1, 1, size[0] + top + bottom, size[1] + left + right), -np.inf, dtype)
-    mask[:, :, top : top + size[0], left : left + size[1]] = 0
-    return mnp.array(mask, dtype=dtype)
+    return (top, left) if top == bottom and left == right else None
 
 
-class Module(LayerModule, gluon.Block):
-    """A d2lconv layer as a Gluon ``Block``: parameters and children registered with Gluon."""
+def _padded(np_, x, pads):
+    """``x`` with explicit zero padding (``np.pad`` pads with zeros only)."""
+    return np_.pad(x, ((0, 0), (0, 0), *pads), mode="constant")
+
+
+def _weight_shape_config(make):
+    """A config dict filled by ``make(weight_shape)`` on the first (eager) call: the kernel size
+    and output count that MXNet's ops need, which a traced symbol does not carry."""
+    config = {}
+
+    def get(w):
+        if not config:
+            config.update(make(tuple(w.shape)))
+        return config
+
+    return get
+
+
+def _first_forward(model, loss_fn, compile, args):
+    """``(forward, loss of args)``: the fused hybridized block when ``loss_fn`` traces
+    symbolically, else ``loss_fn`` run eagerly over the model hybridized alone."""
+    if compile:
+        fused = _FusedLoss(model, loss_fn)
+        try:
+            return fused, fused(*args)
+        except (TypeError, ValueError, AttributeError, mx.base.MXNetError):  # not symbolic-safe
+            model.hybridize(static_alloc=True, static_shape=True)
+    eager = functools.partial(loss_fn, model)
+    return eager, eager(*args)
+
+
+class _FusedLoss(gluon.HybridBlock):
+    """``loss_fn(model, *args)`` as one hybridized block: one cached graph for the forward pass,
+    the loss and their backward pass."""
+
+    def __init__(self, model, loss_fn):
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+        self.hybridize(static_alloc=True, static_shape=True)
+
+    def hybrid_forward(self, F, *args):
+        return self.loss_fn(self.model, *args)
+
+
+class Module(LayerModule, gluon.HybridBlock):
+    """A d2lconv layer as a Gluon ``HybridBlock``: parameters and children registered with Gluon,
+    so a built model can be hybridized (the Trainer does)."""
 
     backend_name = "mxnet"
 
+
     def __init__(self, layer):
-        gluon.Block.__init__(self)
+        gluon.HybridBlock.__init__(self)
         self.d2l_layer = layer
 
-    def forward(self, x):
-        return run(self, x)
+    def forward(self, x, *args):
+        if self.d2l_fn is None or not isinstance(x, (mnp.ndarray, mx.sym.Symbol)):
+            return run(self, x)  # the first call builds; a non-tensor input is converted
+        if isinstance(x, mnp.ndarray):
+            check_input_shape(self, x)
+        return gluon.HybridBlock.forward(self, x, *args)
+
+    def hybrid_forward(self, F, x, **params):
+        layer = self.d2l_layer
+        if layer.child_names:
+            for name in layer.child_names:
+                x = self._children[name](x)
+            return x
+        return self.d2l_native(x, *[params[name] for name in layer.param_names])
 
 
 class MxnetBackend(Backend):
@@ -60,35 +126,88 @@ class MxnetBackend(Backend):
         return isinstance(x, mnp.ndarray)
 
     def sigmoid(self, x):
-        return npx.sigmoid(x)
+        return _ops(x)[1].activation(x, act_type="sigmoid")  # the oneDNN kernel Gluon layers use
 
     def conv2d(self, x, w, bias, stride, pads):
-        (top, bottom), (left, right) = pads
-        pad = (top, left)
-        if top != bottom or left != right:
-            x, pad = _zero_pad(x, pads), (0, 0)
-        return npx.convolution(
-            x, w, bias, kernel=tuple(w.shape[2:]), stride=stride, pad=pad,
-            num_filter=w.shape[0], no_bias=bias is None,
-        )
+        return self.conv2d_fn(stride, pads)(x, w, bias)
 
     def max_pool(self, x, window, stride, pads):
-        padded = x
-        if any(any(pair) for pair in pads):
-            padded = _zero_pad(x, pads) + _neg_inf_mask(x.shape[2:], pads, x.dtype)
-        y = npx.pooling(padded, kernel=window, stride=stride, pool_type="max")
-        # a global average pooling (fast) then a sum of N x C numbers: finite means no NaN and no
-        # -inf anywhere, so MXNet's max is NumPy's already; the check waits for x (one sync), which
-        # costs far less than the correction on MXNet
-        total = npx.pooling(x, kernel=(1, 1), global_pool=True, pool_type="avg").sum()
-        if bool(mnp.isfinite(total)):
-            return y
-        return self.max_pool_edges(y, x, window, stride, pads)  # MXNet's max skips NaN
+        return self.max_pool_fn(window, stride, pads)(x)
 
     def avg_pool(self, x, window, stride, pads):
-        return npx.pooling(
-            _zero_pad(x, pads), kernel=window, stride=stride, pool_type="avg", count_include_pad=True
-        )
+        return self.avg_pool_fn(window, stride, pads, True)(x)
+
+    def conv2d_fn(self, stride, pads):
+        padding = _symmetric(pads)
+        config = _weight_shape_config(lambda shape: {"kernel": shape[2:], "num_filter": shape[0]})
+
+        def conv(x, w, bias):
+            np_, npx_ = _ops(x)
+            x = x if padding is not None else _padded(np_, x, pads)
+            return npx_.convolution(
+                x, w, bias, stride=stride, pad=padding or (0, 0), no_bias=bias is None, **config(w)
+            )
+
+        return conv
+
+    def _max_pool_fn(self, window, stride, pads):
+        padding = _symmetric(pads)
+        if padding is not None:  # MXNet's max pooling never lets padded cells win
+            return lambda x: _ops(x)[1].pooling(x, kernel=window, stride=stride, pad=padding, pool_type="max")
+
+        def max_pool(x):  # np.pad pads with zeros only: padded cells become -inf through a mask
+            np_, npx_ = _ops(x)
+            inside = _padded(np_, np_.ones_like(x), pads)
+            x = np_.where(inside, _padded(np_, x, pads), -np.inf)
+            return npx_.pooling(x, kernel=window, stride=stride, pool_type="max")
+
+        return max_pool
+
+    def max_pool_fn(self, window, stride, pads):
+        pool = self._max_pool_fn(window, stride, pads)
+        avg_pool = self.avg_pool_fn(window, stride, pads, True)
+
+        def max_pool(x):
+            y = pool(x)
+            if not isinstance(x, mnp.ndarray):
+                return y  # a hybridized graph: no data-dependent branch (README: known gap)
+            # a global average pooling (fast) then a sum of N x C numbers: finite means no NaN and
+            # no -inf anywhere, so MXNet's max is NumPy's already; the check waits for x (one
+            # sync), which costs far less than the correction on MXNet
+            total = npx.pooling(x, kernel=(1, 1), global_pool=True, pool_type="avg").sum()
+            if bool(mnp.isfinite(total)):
+                return y
+            return self.max_pool_edges(y, x, window, avg_pool)  # MXNet's max skips NaN
+
+        return max_pool
+
+    def avg_pool_fn(self, window, stride, pads, count_include_pad):
+        padding = _symmetric(pads)
+        if padding is not None:
+            return lambda x: _ops(x)[1].pooling(
+                x, kernel=window, stride=stride, pad=padding, pool_type="avg", count_include_pad=count_include_pad
+            )
+
+        def avg_pool(x):
+            np_, npx_ = _ops(x)
+            y = npx_.pooling(_padded(np_, x, pads), kernel=window, stride=stride, pool_type="avg")
+            if count_include_pad:
+                return y
+            inside = _padded(np_, np_.ones_like(x), pads)
+            return y / npx_.pooling(inside, kernel=window, stride=stride, pool_type="avg")
+
+        return avg_pool
+
+    def dense_fn(self):
+        config = _weight_shape_config(lambda shape: {"num_hidden": shape[0]})
+
+        def dense(x, w, bias):
+            return _ops(x)[1].fully_connected(x, w, bias, no_bias=bias is None, **config(w))
+
+        return dense
+
+    def flatten_fn(self):
+        return lambda x: _ops(x)[1].batch_flatten(x)
 
     def value_and_grad(self, fn, argnums):
         def wrapped(*args):
@@ -109,7 +228,8 @@ class MxnetBackend(Backend):
         return wrapped
 
     def cross_entropy(self, logits, labels):
-        return -npx.pick(npx.log_softmax(logits, axis=1), labels, axis=1).mean()
+        npx_ = _ops(logits)[1]
+        return -npx_.pick(npx_.log_softmax(logits, axis=1), labels, axis=1).mean()
 
     Module = Module
 
@@ -133,6 +253,28 @@ class MxnetBackend(Backend):
 
     def child(self, module, name):
         return module._children[name]
+
+    def sgd_update(self, params, grads, lr):
+        _sgd([p.data() for p in params.values()], [grads[name] for name in params], lr)
+
+    def train_step(self, loss_fn, lr, compile):
+        """Model and loss as one hybridized graph (``compile``), recorded by autograd, then one
+        ``multi_sgd_update`` over every parameter in place. A loss function that cannot be traced
+        symbolically (d2lconv's checked ``cross_entropy``, say) runs eagerly on the hybridized model."""
+        forwards = {}  # model -> its forward pass
+
+        def step(model, params, *args):
+            with autograd.record():
+                if (forward := forwards.get(model)) is None:
+                    forward, loss = _first_forward(model, loss_fn, compile, args)
+                    forwards[model] = forward
+                else:
+                    loss = forward(*args)
+            loss.backward()
+            _sgd([p.data() for p in params.values()], [p.grad() for p in params.values()], lr)
+            return loss
+
+        return step
 
     def model_value_and_grad(self, loss_fn, compile):  # eager: see README for why
         def wrapped(model, params, *args):

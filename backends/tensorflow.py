@@ -13,16 +13,28 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow.experimental.numpy as tnp  # noqa: E402
 
+from d2lconv.compiled import per_model as per_model_fn
 from d2lconv.interface import Backend
 from d2lconv.layers import LayerModule, run
+from d2lconv.pool_counts import inside_fraction
 
 TO_NHWC, TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
+OIHW_TO_HWIO = (2, 3, 1, 0)
+NO_PADS = ((0, 0), (0, 0))
 
 
 def _pad_nhwc(x, pads, value):
     if pads == ((0, 0), (0, 0)):
         return x
     return tf.pad(x, [[0, 0], *pads, [0, 0]], constant_values=value)
+
+
+def _pad_fn(pads, value):
+    """``fn(x)``: NHWC ``x`` padded by the pairs ``pads`` with ``value``; ``x`` itself if none."""
+    if pads == NO_PADS:
+        return lambda x: x
+    paddings = [[0, 0], *map(list, pads), [0, 0]]
+    return lambda x: tf.pad(x, paddings, constant_values=value)
 
 
 def _loss_and_grads(loss_fn):
@@ -101,6 +113,67 @@ class TensorflowBackend(Backend):
     def sigmoid(self, x):
         return tf.sigmoid(x)
 
+    # --- built operators: NHWC inside a model, the layout of TF's CPU kernels ----------------
+    layout = "NHWC"
+
+    def to_internal(self, x):
+        if x.shape.rank != 4:
+            return x
+        n, c, h, w = x.shape  # one channel: a reshape, no copy
+        return tf.reshape(x, (-1, h, w, 1)) if c == 1 and None not in (h, w) else tf.transpose(x, TO_NHWC)
+
+    def to_nchw(self, x):
+        if x.shape.rank != 4:
+            return x
+        n, h, w, c = x.shape
+        return tf.reshape(x, (-1, 1, h, w)) if c == 1 and None not in (h, w) else tf.transpose(x, TO_NCHW)
+
+    def conv2d_fn(self, stride, pads):
+        # tf.nn.conv2d's explicit padding measured 2.5x slower than VALID on this CPU, so pads
+        # become "SAME" where that is the same thing (stride 1, any extra cell at the end), else
+        # tf.pad then VALID
+        strides, pad = (1, *stride, 1), _pad_fn(pads, 0)
+        maybe_same = stride == (1, 1) and pads != NO_PADS and all(b - t in (0, 1) for t, b in pads)
+
+        def conv(x, w, bias):
+            same = maybe_same and all(t + b + 1 == k for (t, b), k in zip(pads, w.shape[2:]))
+            w = tf.transpose(w, OIHW_TO_HWIO)
+            y = tf.nn.conv2d(x, w, strides, "SAME") if same else tf.nn.conv2d(pad(x), w, strides, "VALID")
+            return y if bias is None else tf.nn.bias_add(y, bias)
+
+        return conv
+
+    def _pool_fn(self, pool, window, stride, pads, fill):
+        pad = _pad_fn(pads, fill)
+        return lambda x: pool(pad(x), window, stride, "VALID")
+
+    def max_pool_fn(self, window, stride, pads):
+        pool = self._pool_fn(tf.nn.max_pool2d, window, stride, pads, -np.inf)
+        avg_pool = self._pool_fn(tf.nn.avg_pool2d, window, stride, pads, 0)
+
+        def max_pool(x):  # tf.nn's max skips NaN: corrected, in graphs too, only when needed
+            y = pool(x)
+            return tf.cond(
+                tf.math.is_finite(tf.reduce_sum(x)), lambda: y, lambda: self.max_pool_edges(y, x, window, avg_pool)
+            )
+
+        return max_pool
+
+    def avg_pool_fn(self, window, stride, pads, count_include_pad):
+        pool = self._pool_fn(tf.nn.avg_pool2d, window, stride, pads, 0)
+        if count_include_pad or pads == NO_PADS:
+            return pool
+        fraction = inside_fraction(window, stride, pads)
+        return lambda x: pool(x) / tf.constant(fraction(*x.shape[1:3], self.dtype(x))[None, :, :, None])
+
+    def dense_fn(self):
+        def dense(x, w, bias):
+            y = tf.matmul(x, w, transpose_b=True)
+            return y if bias is None else tf.nn.bias_add(y, bias)
+
+        return dense
+
+    # --- operators (NCHW) -----------------------------------------------------------------
     def conv2d(self, x, w, bias, stride, pads):
         y = tf.nn.conv2d(
             tf.transpose(x, TO_NHWC),
@@ -120,7 +193,8 @@ class TensorflowBackend(Backend):
         y = self._pool(tf.nn.max_pool2d, x, window, stride, pads, -np.inf)
         if tf.executing_eagerly() and tf.math.is_finite(tf.reduce_sum(x)):
             return y  # no NaN and no -inf anywhere: tf.nn's max is already NumPy's
-        return self.max_pool_edges(y, x, window, stride, pads)  # tf.nn's max skips NaN
+        avg_pool = lambda m: self.avg_pool(m, window, stride, pads)  # noqa: E731
+        return self.max_pool_edges(y, x, window, avg_pool)  # tf.nn's max skips NaN
 
     def avg_pool(self, x, window, stride, pads):
         return self._pool(tf.nn.avg_pool2d, x, window, stride, pads, 0)
@@ -151,26 +225,40 @@ class TensorflowBackend(Backend):
         param.assign(tf.cast(value, param.dtype))
 
     def model_value_and_grad(self, loss_fn, compile):
-        step = _loss_and_grads(loss_fn)
-        step = tf.function(step) if compile else step  # one trace per batch shape: shapes stay static
+        def make(model, params):
+            names, variables, loss_and_grads = list(params), list(params.values()), _loss_and_grads(loss_fn)
 
-        def wrapped(model, params, *args):
-            loss, grads = step(model, list(params.values()), *args)
-            return loss, dict(zip(params, grads))
+            def value_and_grad(*args):
+                loss, grads = loss_and_grads(model, variables, *args)
+                return loss, dict(zip(names, grads))
 
-        return wrapped
+            return _compiled(value_and_grad, compile)
+
+        per_model = per_model_fn(make)
+        return lambda model, params, *args: per_model(model, params)(*args)
 
     def train_step(self, loss_fn, lr, compile):
-        loss_and_grads = _loss_and_grads(loss_fn)
+        def make(model, params):
+            variables, loss_and_grads = list(params.values()), _loss_and_grads(loss_fn)
 
-        def step(model, variables, *args):
-            loss, grads = loss_and_grads(model, variables, *args)
-            for variable, grad in zip(variables, grads):
-                variable.assign_sub(lr * grad)
-            return loss
+            def step(*args):
+                loss, grads = loss_and_grads(model, variables, *args)
+                for variable, grad in zip(variables, grads):
+                    variable.assign_sub(lr * grad)
+                return loss
 
-        step = tf.function(step) if compile else step
-        return lambda model, params, *args: step(model, list(params.values()), *args)
+            return _compiled(step, compile)
+
+        per_model = per_model_fn(make)
+        return lambda model, params, *args: per_model(model, params)(*args)
+
+
+def _compiled(fn, compile):
+    """``fn`` as one ``tf.function`` (one trace per batch shape, shapes stay static) when asked.
+    XLA (``jit_compile=True``) measured 3x slower than TF's own kernels for LeNet on this CPU.
+    No AutoGraph: d2lconv's forward has no tensor-dependent Python control flow, and AutoGraph
+    re-reads source files to convert them (slower traces; wrong code if a file changed on disk)."""
+    return tf.function(fn, autograph=False) if compile else fn
 
 
 BACKEND = TensorflowBackend()

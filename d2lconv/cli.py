@@ -1,4 +1,4 @@
-"""The ``d2lconv`` command: ``info``, ``tour``, ``train`` and ``agree``."""
+"""The ``d2lconv`` command: ``info``, ``tour``, ``train``, ``agree`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -161,6 +161,11 @@ def parser() -> argparse.ArgumentParser:
     command.add_argument("--load", nargs="*", help="results saved by `python -m d2lconv.agreement --save`")
     command.add_argument("--train", action="store_true", help="add 3 epochs of LeNet on the offline digits")
     command.set_defaults(run=agree)
+    command = commands.add_parser("bench", help="d2lconv against each framework's own code: operators, corr2d, LeNet training")
+    from d2lconv import bench
+
+    bench.add_arguments(command)
+    command.set_defaults(run=bench.run)
     return main
 
 

@@ -9,7 +9,11 @@ mxnet.np); frameworks with other spellings override them.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
+
+from d2lconv.pool_counts import inside_fraction
 
 
 class Backend:
@@ -78,6 +82,74 @@ class Backend:
     def sigmoid(self, x):
         raise NotImplementedError(f"backend {self.name!r} does not implement sigmoid")
 
+    # --- built operators: what a built model's forward pass calls --------------------------
+    #: the layout of activations inside a built model; "NCHW", or "NHWC" where the framework's
+    #: CPU kernels want it (a model converts once at its edges, see :mod:`d2lconv.layers`)
+    layout: str = "NCHW"
+
+    def to_internal(self, x):
+        """``x`` from NCHW into :attr:`layout` (at a model's input edge); tensors that are not
+        4-D pass through unchanged."""
+        return x
+
+    def to_nchw(self, x):
+        """``x`` from :attr:`layout` back into NCHW (at a model's output edge, before a flatten);
+        tensors that are not 4-D pass through unchanged."""
+        return x
+
+    # The defaults below wrap the NCHW operators, so a backend whose layout is not NCHW overrides
+    # every one of them.
+    def conv2d_fn(self, stride, pads):
+        """``fn(x, w, bias_or_None)``: :meth:`conv2d` with ``stride`` and ``pads`` fixed, ``x`` in
+        :attr:`layout`, ``w`` OIHW, ``bias`` of shape (O,) or None. Built once per layer."""
+        conv2d = self.conv2d
+        return lambda x, w, bias: conv2d(x, w, bias, stride, pads)
+
+    def max_pool_fn(self, window, stride, pads):
+        """``fn(x)``: :meth:`max_pool` with its configuration fixed, ``x`` in :attr:`layout`."""
+        max_pool = self.max_pool
+        return lambda x: max_pool(x, window, stride, pads)
+
+    def avg_pool_fn(self, window, stride, pads, count_include_pad):
+        """``fn(x)``: average pooling with its configuration fixed, ``x`` in :attr:`layout`.
+
+        With ``count_include_pad=False`` the average counting padded zeros is divided by the share
+        of each window inside the input (:func:`d2lconv.pool_counts.inside_fraction`), made a
+        tensor once per input size and dtype.
+        """
+        avg_pool = self.avg_pool
+        if count_include_pad or pads == ((0, 0), (0, 0)):
+            return lambda x: avg_pool(x, window, stride, pads)
+        fraction, fractions = inside_fraction(window, stride, pads), {}
+
+        def pool(x):
+            key = (*self.shape(x)[2:], self.dtype(x))
+            if key not in fractions:
+                fractions[key] = self.from_numpy(fraction(*key))
+            return avg_pool(x, window, stride, pads) / fractions[key]
+
+        return pool
+
+    def dense_fn(self):
+        """``fn(x, w, bias_or_None)``: ``x @ w.T + bias`` for (N, in) ``x`` and (out, in) ``w``."""
+        matmul, transpose = self.matmul, self.transpose
+
+        def dense(x, w, bias):
+            y = matmul(x, transpose(w, (1, 0)))
+            return y if bias is None else y + bias
+
+        return dense
+
+    def flatten_fn(self):
+        """``fn(x)``: (N, ...) in :attr:`layout` -> (N, C*H*W) in C-H-W order."""
+        to_nchw, reshape, shape = self.to_nchw, self.reshape, self.shape
+
+        def flatten(x):
+            x = to_nchw(x)
+            return reshape(x, (shape(x)[0], -1))
+
+        return flatten
+
     # --- operators --------------------------------------------------------------------------
     def conv2d(self, x, w, bias, stride, pads):
         """Cross-correlation of NCHW ``x`` with OIHW ``w``, plus ``bias`` of shape (O,) if given."""
@@ -88,16 +160,17 @@ class Backend:
         holding NaN gives NaN, a window of -inf gives -inf."""
         raise NotImplementedError(f"backend {self.name!r} does not implement max pooling")
 
-    def max_pool_edges(self, y, x, window, stride, pads):
+    def max_pool_edges(self, y, x, window, avg_pool):
         """``y``, a max pooling of ``x`` by a framework whose max skips NaN and starts from the
         dtype's lowest finite value, corrected to NumPy's semantics: NaN where a window holds NaN,
         -inf where a window holds only -inf and padding. Comparisons, one average pooling and
-        arithmetic: no ``where`` (slow on MXNet), no scaling of ``x`` (subnormals are slow)."""
+        arithmetic: no ``where`` (slow on MXNet), no scaling of ``x`` (subnormals are slow).
+        ``avg_pool`` is the matching average pooling (same window, stride, padding and layout)."""
         dtype = self.dtype(x)
         area = window[0] * window[1]
         # a cell counts 1 above -inf and area + 1 as NaN (NaN > -inf is false): exact small sums
         marks = self.cast(x > -np.inf, dtype) + self.cast(x != x, dtype) * (area + 1)
-        counts = self.avg_pool(marks, window, stride, pads) * area
+        counts = avg_pool(marks) * area
         has_nan = self.cast(counts > area + 0.5, dtype)
         only_neg_inf = self.cast(counts < 0.5, dtype)
         # log(0) = -inf where only -inf; 0 / 0 = NaN where a NaN; + 0 elsewhere
@@ -106,6 +179,10 @@ class Backend:
     def avg_pool(self, x, window, stride, pads):
         """Sum over each window of NCHW ``x`` divided by the window's area; padded cells are 0."""
         raise NotImplementedError(f"backend {self.name!r} does not implement average pooling")
+
+    def inference(self):
+        """A context in which forward passes record nothing for gradients (evaluation)."""
+        return contextlib.nullcontext()
 
     def value_and_grad(self, fn, argnums: tuple[int, ...]):
         """A function returning ``(fn(*args), (d fn / d args[i] for i in argnums))``."""
@@ -145,6 +222,10 @@ class Backend:
 
     def child(self, module, name: str):
         return getattr(module, name)
+
+    #: training images after which compiling the train step pays for its compile time (the
+    #: Trainer compiles a run at least this long unless told otherwise); 0: compiling is cheap
+    compile_pays_after: int = 0
 
     def train_step(self, loss_fn, lr: float, compile: bool):
         """A function of ``(model, params, *args)``: one SGD step in place, returning the loss.

@@ -1,11 +1,17 @@
 """Layers: described once here, wrapped by each backend in its framework's native module class.
 
 A :class:`Layer` says which parameters a layer has, how they are initialised (always from a NumPy
-generator, so equal seeds give equal weights on every backend) and how the forward pass is
-computed with d2lconv's operators. A backend's ``Module`` class (a torch ``nn.Module``, a
-``tf.Module``, a Flax NNX module, a Gluon block) holds one layer, its native parameters and its
-child modules, and calls :func:`run` to compute. Parameters are created on the first call from
-the input's shape (lazy, as ``nn.LazyConv2d``), in forward order.
+generator, so equal seeds give equal weights on every backend) and how its forward pass is
+computed. A backend's ``Module`` class (a torch ``nn.Module``, a ``tf.Module``, a Flax NNX module,
+a Gluon block) holds one layer, its native parameters and its child modules.
+
+Build once, run native. The first call of a module builds it (:func:`build`): parameters are
+created from the input's shape (lazy, as ``nn.LazyConv2d``) in forward order, the output is
+computed with d2lconv's checked operators (clear errors on bad shapes), and the layer's native
+function is made from the backend's built operators (``conv2d_fn`` ...; configuration fixed).
+Every later call (:func:`run`) runs only that function: framework calls on the backend's
+:attr:`~d2lconv.interface.Backend.layout`, converted from and back to NCHW once at the edges of
+the outermost module called (a container runs its children's functions directly).
 
 Layout: NCHW in and out; conv weights OIHW, dense weights (out, in); flatten in C-H-W order.
 """
@@ -60,11 +66,18 @@ class Layer:
     def __init__(self, seed=None):
         # an int seed or a shared Generator; None draws from the global one when built
         self.rng = None if seed is None else generator(seed)
+        self.input_shapes: set[tuple] = set()  # non-batch input shapes checked (see check_input_shape)
 
     def initial_values(self, rng: np.random.Generator, in_shape) -> dict[str, np.ndarray]:
         return {}
 
     def apply(self, values: dict, x):
+        """The forward pass on NCHW ``x`` with d2lconv's checked operators (the first call)."""
+        raise NotImplementedError
+
+    def native_fn(self, b):
+        """``fn(x, *param_values)`` in ``b.layout``, values in :attr:`param_names` order: the
+        forward pass as ``b``'s framework calls, every configuration fixed now."""
         raise NotImplementedError
 
 
@@ -83,6 +96,13 @@ class ScratchConv(Layer):
 
     def apply(self, values, x):
         return ops.corr2d(x, values["weight"]) + values["bias"]
+
+    def native_fn(self, b):  # the book's teaching layer keeps the checked operator
+        def scratch_conv(x, weight, bias):
+            with backend.use_backend(b.name):
+                return self.apply({"weight": weight, "bias": bias}, x)
+
+        return scratch_conv
 
 
 class Weighted(Layer):
@@ -142,6 +162,9 @@ class Conv(Weighted):
         self.check_input(values["weight"], x)
         return ops.conv2d(x, values["weight"], values.get("bias"), self.stride, self.padding)
 
+    def native_fn(self, b):
+        return _with_optional_bias(b.conv2d_fn(self.stride, self.padding), self.param_names)
+
 
 class Dense(Weighted):
     """``LazyLinear``: ``x @ weight.T + bias`` with weight (out, in), in taken from the first input."""
@@ -158,6 +181,14 @@ class Dense(Weighted):
         y = b.matmul(x, b.transpose(values["weight"], (1, 0)))
         return y + values["bias"] if "bias" in values else y
 
+    def native_fn(self, b):
+        return _with_optional_bias(b.dense_fn(), self.param_names)
+
+
+def _with_optional_bias(fn, param_names):
+    """``fn(x, w, bias)`` as a function of the layer's parameters: ``fn(x, w, None)`` without bias."""
+    return fn if "bias" in param_names else (lambda x, weight: fn(x, weight, None))
+
 
 class Pool(Layer):
     """``MaxPool2d`` / ``AvgPool2d``: :func:`d2lconv.pool2d` as a layer."""
@@ -173,12 +204,20 @@ class Pool(Layer):
     def apply(self, values, x):
         return ops.pool2d(x, self.window, self.mode, self.stride, self.padding, self.count_include_pad)
 
+    def native_fn(self, b):
+        if self.mode == "max":
+            return b.max_pool_fn(self.window, self.stride, self.padding)
+        return b.avg_pool_fn(self.window, self.stride, self.padding, self.count_include_pad)
+
 
 class SigmoidLayer(Layer):
     kind = "Sigmoid"
 
     def apply(self, values, x):
         return backend.current().sigmoid(x)
+
+    def native_fn(self, b):
+        return b.sigmoid
 
 
 class FlattenLayer(Layer):
@@ -191,6 +230,9 @@ class FlattenLayer(Layer):
         shape = b.shape(x)
         return b.reshape(x, (shape[0], int(np.prod(shape[1:]))))
 
+    def native_fn(self, b):
+        return b.flatten_fn()
+
 
 class Container(Layer):
     """A layer made of named children run in order (``Sequential``) or a named model."""
@@ -201,9 +243,15 @@ class Container(Layer):
 
 
 class LayerModule:
-    """Methods every backend's native ``Module`` class shares (mixed in before the framework's)."""
+    """Methods every backend's native ``Module`` class shares (mixed in before the framework's).
+
+    A backend's ``Module`` computes ``run(self, x)`` when called. Set on the first call:
+    ``d2l_fn``, the module's ``fn(module, x)`` in the backend's layout, and for a layer with no
+    children ``d2l_native``, the layer's ``fn(x, *param_values)`` (:meth:`Layer.native_fn`).
+    """
 
     backend_name = ""
+    d2l_fn = d2l_native = None
 
     @property
     def d2l_backend(self):
@@ -215,24 +263,89 @@ class LayerModule:
 
 
 def run(module, x):
-    """Forward pass of a backend module: build missing parameters, then apply the layer."""
+    """A module's forward pass: NCHW (or 2-D) ``x`` in and out, built on the first call."""
     b = module.d2l_backend
-    layer = module.d2l_layer
-    with backend.use_backend(b.name):
-        x = native(x, f"{layer.kind}: input")
-        if layer.child_names:
-            for name in layer.child_names:
-                try:
-                    x = b.child(module, name)(x)
-                except LayerInputError as error:
-                    raise error.within(name) from None
-            return x
-        if layer.param_names and b.param(module, layer.param_names[0]) is None:
-            rng = layer.rng or generator()
-            for name, value in layer.initial_values(rng, b.shape(x)).items():
-                b.add_param(module, name, value)
-        values = {name: b.value(b.param(module, name)) for name in layer.param_names}
-        return layer.apply(values, x)
+    if not b.is_native(x):
+        with backend.use_backend(b.name):
+            x = native(x, f"{module.d2l_layer.kind}: input")
+    if module.d2l_fn is None:
+        with backend.use_backend(b.name):
+            return b.to_nchw(build(module, b.to_internal(x)))
+    check_input_shape(module, x)
+    if b.layout == "NCHW":
+        return module.d2l_fn(module, x)
+    return b.to_nchw(module.d2l_fn(module, b.to_internal(x)))
+
+
+def check_input_shape(module, x) -> None:
+    """The per-call guard of a built module, one set look-up: an NCHW input whose non-batch shape
+    the module has not run on yet goes once through the checked operators, so an input that does
+    not fit is a LayerInputError naming the layer (``net.7``), not the framework's error."""
+    shape = tuple(x.shape[1:])
+    seen = module.d2l_layer.input_shapes
+    if shape not in seen:
+        with backend.use_backend(module.d2l_backend.name):
+            _checked_forward(module, x)
+        seen.add(shape)
+
+
+def _checked_forward(module, x):
+    """The forward pass of a built module through d2lconv's checked operators, NCHW in and out."""
+    b, layer = module.d2l_backend, module.d2l_layer
+    if layer.child_names:
+        for name in layer.child_names:
+            try:
+                x = _checked_forward(b.child(module, name), x)
+            except LayerInputError as error:
+                raise error.within(name) from None
+        return x
+    return layer.apply({name: b.value(b.param(module, name)) for name in layer.param_names}, x)
+
+
+def build(module, x):
+    """Build ``module`` (and its children) on its first input ``x``, in ``b.layout``; return the
+    output in that layout. The input is checked by the checked operators first (clear errors);
+    the output is the native function's. Runs inside ``use_backend``."""
+    b, layer = module.d2l_backend, module.d2l_layer
+    layer.input_shapes.add(tuple(b.to_nchw(x).shape[1:]))
+    if layer.child_names:
+        for name in layer.child_names:
+            try:
+                x = build(b.child(module, name), x)
+            except LayerInputError as error:
+                raise error.within(name) from None
+        module.d2l_fn = _container_fn(b, layer.child_names)
+        return x
+    if layer.param_names and b.param(module, layer.param_names[0]) is None:
+        rng = layer.rng or generator()
+        for name, value in layer.initial_values(rng, b.shape(b.to_nchw(x))).items():
+            b.add_param(module, name, value)
+    values = [b.value(b.param(module, name)) for name in layer.param_names]
+    layer.apply(dict(zip(layer.param_names, values)), b.to_nchw(x))  # checked: clear errors on bad input
+    module.d2l_native = layer.native_fn(b)
+    module.d2l_fn = _leaf_fn(b, module.d2l_native, layer.param_names)
+    return module.d2l_native(x, *values)  # one eager call, which a framework's op may learn shapes from
+
+
+def _leaf_fn(b, fn, param_names):
+    """``fn(x, *values)`` as ``f(module, x)`` reading the module's parameters at each call."""
+    param, value = b.param, b.value
+    if not param_names:
+        return lambda module, x: fn(x)
+    return lambda module, x: fn(x, *[value(param(module, name)) for name in param_names])
+
+
+def _container_fn(b, child_names):
+    """``f(module, x)`` running the children's built functions in order, in ``b.layout``."""
+    child = b.child
+
+    def run_children(module, x):
+        for name in child_names:
+            c = child(module, name)
+            x = c.d2l_fn(c, x)
+        return x
+
+    return run_children
 
 
 def make(layer: Layer, children=()):

@@ -11,21 +11,27 @@ import warnings
 
 import numpy as np
 
-from d2lconv import args, backend, tensors, training
-from d2lconv.params import _check_model
+from d2lconv import args, backend, training
+from d2lconv.params import _check_model, named_params
 
 #: what ``fit`` needs of a data module (d2l's DataModule interface)
 DATA_INTERFACE = ("train_dataloader", "val_dataloader", "num_train", "batch_size")
 
 
-def _loss(model, X, y):
+def _checked_loss(model, X, y):
+    """The loss through the public, checked ``cross_entropy``: the first batch's (clear errors)."""
     return training.cross_entropy(model(X), y)
 
 
 class Trainer:
-    def __init__(self, max_epochs, num_gpus=0, progress=True):
+    def __init__(self, max_epochs, num_gpus=0, progress=True, compile=None):
+        """``compile``: compile the train step (True), run it eagerly (False), or (None) compile
+        when the run is long enough to repay the compile time (see ``Backend.compile_pays_after``)."""
         self.max_epochs = args._check_int(max_epochs, "max_epochs", 1)
         self.num_gpus, self.progress = args._check_int(num_gpus, "num_gpus", 0), progress
+        if compile not in (None, True, False):
+            raise TypeError(f"compile must be None, True or False, got {compile!r}")
+        self.compile = compile
         self.history = {"epoch": [], "train_loss": [], "val_loss": [], "val_acc": []}
 
     def _device(self, b, model):
@@ -41,7 +47,11 @@ class Trainer:
             b.use_gpu(model)
 
     def fit(self, model, data):
-        """Train ``model`` on ``data`` for ``max_epochs``; returns ``history``."""
+        """Train ``model`` on ``data`` for ``max_epochs``; returns ``history``.
+
+        The step is built once per fit, on the first batch (which also builds a lazy model and
+        checks the batch); the losses stay on the device until each epoch's end.
+        """
         from tqdm.auto import tqdm
 
         b = _check_model(model, "Trainer.fit")
@@ -60,35 +70,43 @@ class Trainer:
                 f"Trainer.fit: the {b.name} backend is forward only (no gradients); train on torch, tensorflow, jax or mxnet"
             )
         self._device(b, model)
-        step = training.train_step(_loss, lr)
+        native_loss = lambda model, X, y: b.cross_entropy(model(X), y)  # noqa: E731
         with backend.use_backend(b.name):
             bar = tqdm(total=self.max_epochs * -(-data.num_train // data.batch_size), disable=not self.progress,
                        desc=f"{b.name} LeNet" if self.progress else None, unit="batch")
+            step = None
             for epoch in range(1, self.max_epochs + 1):
-                total, count = 0.0, 0
+                losses, sizes = [], []
                 for X, y in data.train_dataloader():
-                    loss = step(model, X, y)
-                    n = b.shape(X)[0]
-                    total, count = total + float(tensors.to_numpy(loss)) * n, count + n
+                    if step is None:
+                        _checked_loss(model, X, y)
+                        compile = self.compile
+                        if compile is None:
+                            compile = self.max_epochs * data.num_train >= b.compile_pays_after
+                        step, params = b.train_step(native_loss, lr, compile), named_params(model)
+                    losses.append(step(model, params, X, y))
+                    sizes.append(b.shape(X)[0])
                     bar.update(1)
+                train_loss = float(np.dot(b.to_numpy(b.stack(losses, 0)), sizes) / sum(sizes))
                 val_loss, val_acc = self.evaluate(model, data)
-                self._record(epoch, total / count, val_loss, val_acc)
-                bar.set_postfix(loss=f"{total / count:.3f}", val_acc=f"{val_acc:.3f}")
+                self._record(epoch, train_loss, val_loss, val_acc)
+                bar.set_postfix(loss=f"{train_loss:.3f}", val_acc=f"{val_acc:.3f}")
             bar.close()
         return self.history
 
     def evaluate(self, model, data) -> tuple[float, float]:
         """Mean cross-entropy and accuracy over the validation set."""
-        losses, correct, count = 0.0, 0.0, 0
-        for X, y in data.val_dataloader():
-            logits = model(X)
-            n = len(tensors.to_numpy(y))
-            losses += float(tensors.to_numpy(training.cross_entropy(logits, y))) * n
-            correct += training.accuracy(logits, y) * n
-            count += n
-        if count == 0:
+        b = model.d2l_backend
+        losses, correct, sizes = [], 0, []
+        with backend.use_backend(b.name), b.inference():
+            for X, y in data.val_dataloader():
+                logits = model(X)
+                losses.append(training.cross_entropy(logits, y))
+                sizes.append(b.shape(X)[0])
+                correct += training.accuracy(logits, y) * sizes[-1]
+        if not sizes:
             raise ValueError("Trainer.evaluate: data.val_dataloader() gave no examples")
-        return losses / count, correct / count
+        return float(np.dot(b.to_numpy(b.stack(losses, 0)), sizes) / sum(sizes)), correct / sum(sizes)
 
     def _record(self, epoch, train_loss, val_loss, val_acc):
         for key, value in zip(self.history, (epoch, train_loss, val_loss, val_acc)):

@@ -83,7 +83,7 @@ def _per_model_backend(loss_fn, make):
     def wrapped(model, *args):
         b = model.d2l_backend
         with backend.use_backend(b.name):
-            if unbuilt_layers(model):
+            if model.d2l_fn is None:  # build lazily created parameters outside any trace
                 loss_fn(model, *args)
             if b.name not in per_backend:
                 per_backend[b.name] = make(b)
@@ -98,11 +98,16 @@ def model_value_and_grad(loss_fn, compile=True):
     return _per_model_backend(loss_fn, lambda b: b.model_value_and_grad(loss_fn, compile))
 
 
-def train_step(loss_fn, lr, compile=True):
+def train_step(loss_fn, lr, compile=None):
     """A function of ``(model, *args)`` that takes one SGD step on ``loss_fn(model, *args)`` in
-    place and returns the loss: ``value_and_grad`` then ``sgd``, fused into one compiled step
-    where the framework compiles."""
-    return _per_model_backend(loss_fn, lambda b: b.train_step(loss_fn, lr, compile))
+    place and returns the loss: ``value_and_grad`` then ``sgd``, fused into one step, compiled if
+    ``compile``; by default where compiling is cheap (not torch's ``torch.compile``, which pays
+    only over long runs: :class:`d2lconv.Trainer` decides it from the run's length)."""
+
+    def make(b):
+        return b.train_step(loss_fn, lr, b.compile_pays_after == 0 if compile is None else compile)
+
+    return _per_model_backend(loss_fn, make)
 
 
 def sgd(model, grads: dict, lr: float) -> None:

@@ -1,0 +1,399 @@
+"""``d2lconv bench``: what the d2lconv layer costs against each framework's own code.
+
+Three measurements per backend, each interleaved (alternate blocks of the d2lconv side and the
+native side, every other round in reverse order), reported as medians with ratios:
+
+1. operator overhead: ``conv2d`` and ``pool2d`` (max, avg) against the framework's own call, with
+   the backend chosen by ``set_backend`` and, in a fresh subprocess, with no backend chosen at
+   all (a first-time user's path);
+2. ``corr2d`` against a Python double loop over the output cells, as the book writes it;
+3. LeNet training throughput: ``Trainer.fit`` against the best hand-written loop of the framework
+   (one ``native_<framework>`` module each) and Keras 3 ``model.fit`` on the same backend where
+   Keras is installed, over the same in-memory NumPy batches, with peak memory.
+
+A framework is imported only when its backend is benchmarked; a missing one is skipped with the
+reason printed. A ``native_<framework>`` module gives ``PACKAGES`` (whose versions are printed),
+``KERAS_BACKEND`` (or None), ``OPS_LAYOUT`` (a line saying what the native operator calls are, or
+None), ``to_native(array)`` and ``sync(tensor)`` as a user of that framework would write them,
+``operator_calls(X, W, P)`` (zero-argument calls of its own conv2d, max and avg pooling on those
+NumPy inputs), the Python-loop helpers of :mod:`d2lconv.bench.loop`, and ``training_loops()``:
+``{name: (description, fit)}`` with ``fit(batches, val, epochs, lr, mark)`` as
+:func:`timed_fit` calls it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+import d2lconv
+from d2lconv import backend
+from d2lconv.bench.loop import python_loop_corr2d
+from d2lconv.bench.timing import PeakMemory, calls_per_block, interleave, median, per_call_block, table
+
+LR = 0.1
+RESULT_MARK = "D2LCONV-BENCH-RESULT "
+TRAINER = "d2lconv Trainer.fit"
+KERAS = "keras model.fit"
+#: environment variables that set the frameworks' thread counts, printed when set
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "XLA_FLAGS")
+
+
+@dataclass(frozen=True)
+class Settings:
+    op_batch_sizes: tuple = (1, 256)
+    op_rounds: int = 11
+    op_block_s: float = 0.05
+    corr2d_cases: tuple = ((6, 8, 1, 2), (28, 28, 5, 5))  # X height, width, K height, width
+    corr2d_rounds: int = 5
+    train_batch_sizes: tuple = (32, 256)
+    train_size: int = 10_240
+    val_size: int = 1_024
+    epochs: int = 3
+    train_rounds: int = 3
+    keras: bool = True
+
+
+QUICK = Settings(op_rounds=3, op_block_s=0.005, corr2d_cases=((6, 8, 1, 2),), corr2d_rounds=1,
+                 train_batch_sizes=(32,), train_size=128, val_size=32, epochs=2, train_rounds=1)
+
+
+def native_module(name: str):
+    """The hand-written side for backend ``name`` (imports its framework)."""
+    return importlib.import_module(f"d2lconv.bench.native_{name}")
+
+
+def versions(packages) -> str:
+    found = []
+    for package in packages:
+        try:
+            found.append(f"{package} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return ", ".join(found)
+
+
+def load_average() -> str:
+    return "load average %.1f %.1f %.1f" % os.getloadavg() if hasattr(os, "getloadavg") else "load average unknown"
+
+
+def machine() -> dict:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), model)
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ}
+    return {"cpu": model, "cpus": usable, "python": platform.python_version(), "d2lconv": d2lconv.__version__,
+            "thread_settings": threads}
+
+
+# 1. operator overhead -------------------------------------------------------------------------
+
+def operator_results(name: str, batch_sizes, rounds: int, block_s: float) -> list[dict]:
+    """Seconds per call of d2lconv's conv2d/pool2d and the framework's own, backend ``name``
+    (whatever selection is in force: the caller decides whether one was chosen)."""
+    native = native_module(name)
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((6, 1, 5, 5)).astype(np.float32)
+    results = []
+    for n in batch_sizes:
+        X = rng.standard_normal((n, 1, 28, 28)).astype(np.float32)
+        P = rng.standard_normal((n, 6, 28, 28)).astype(np.float32)
+        Xd, Wd, Pd = d2lconv.tensor(X), d2lconv.tensor(W), d2lconv.tensor(P)
+        ours = {
+            "conv2d": lambda: d2lconv.conv2d(Xd, Wd, padding=2),
+            "max_pool": lambda: d2lconv.pool2d(Pd, 2, "max"),
+            "avg_pool": lambda: d2lconv.pool2d(Pd, 2, "avg"),
+        }
+        theirs = native.operator_calls(X, W, P)
+        for op, call in ours.items():
+            sides = {"d2lconv": lambda call=call: native.sync(call()), "native": lambda call=theirs[op]: native.sync(call())}
+            blocks = {side: per_call_block(run, calls_per_block(run, block_s)) for side, run in sides.items()}
+            seconds = interleave(blocks, rounds)
+            ratios = [a / b for a, b in zip(seconds["d2lconv"], seconds["native"])]
+            results.append({"op": op, "batch": n, "d2lconv_us": 1e6 * median(seconds["d2lconv"]),
+                            "native_us": 1e6 * median(seconds["native"]), "ratio": median(ratios)})
+    return results
+
+
+def first_use_results(name: str, settings: Settings) -> dict:
+    """:func:`operator_results` in a fresh interpreter with no backend chosen (no
+    ``D2LCONV_BACKEND``, no ``set_backend``): the first thing a new user runs. Only measurable for
+    the backend d2lconv picks by default there."""
+    env = {k: v for k, v in os.environ.items() if k != backend.ENV_VAR}
+    task = {"task": "first_use", "backend": name, "batch_sizes": list(settings.op_batch_sizes),
+            "rounds": settings.op_rounds, "block_s": settings.op_block_s}
+    return _worker(task, env)
+
+
+def _worker(task: dict, env: dict) -> dict:
+    """Run ``task`` in ``python -m d2lconv.bench.worker``; its result, or ``{"skipped": reason}``."""
+    done = subprocess.run([sys.executable, "-m", "d2lconv.bench.worker", json.dumps(task)],
+                          capture_output=True, text=True, env=env)
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith(RESULT_MARK):
+            return json.loads(line[len(RESULT_MARK):])
+    last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"skipped": f"the subprocess failed (exit {done.returncode}): {last}"}
+
+
+# 2. corr2d against a Python loop ---------------------------------------------------------------
+
+def corr2d_results(name: str, cases, rounds: int) -> list[dict]:
+    native = native_module(name)
+    rng = np.random.default_rng(1)
+    results = []
+    for h, w, kh, kw in cases:
+        X, K = rng.standard_normal((h, w)).astype(np.float32), rng.standard_normal((kh, kw)).astype(np.float32)
+        Xd, Kd = d2lconv.tensor(X), d2lconv.tensor(K)
+        Xn, Kn = native.to_native(X), native.to_native(K)
+        ours, loop = d2lconv.corr2d(Xd, Kd), python_loop_corr2d(Xn, Kn, native)
+        if not np.allclose(d2lconv.to_numpy(ours), d2lconv.to_numpy(loop), rtol=1e-4, atol=1e-4):
+            raise AssertionError(f"corr2d and the Python loop disagree on {name} ({h}x{w} input)")
+        sides = {"d2lconv": lambda: native.sync(d2lconv.corr2d(Xd, Kd)),
+                 "loop": lambda: native.sync(python_loop_corr2d(Xn, Kn, native))}
+        blocks = {side: per_call_block(run, calls_per_block(run, 0.05, warmup=1)) for side, run in sides.items()}
+        seconds = interleave(blocks, rounds)
+        speedups = [b / a for a, b in zip(seconds["d2lconv"], seconds["loop"])]
+        results.append({"input": f"{h}x{w}", "kernel": f"{kh}x{kw}", "d2lconv_us": 1e6 * median(seconds["d2lconv"]),
+                        "loop_us": 1e6 * median(seconds["loop"]), "speedup": median(speedups)})
+    return results
+
+
+# 3. LeNet training -----------------------------------------------------------------------------
+
+def synthetic_mnist(n: int, seed: int):
+    """``n`` random images of MNIST's shape (N, 1, 28, 28) in [0, 1) and labels 0-9 (no download)."""
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, n)
+
+
+def batches_of(X, y, batch_size: int) -> list:
+    return [(X[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(y), batch_size)]
+
+
+class InMemoryData:
+    """The data-module interface ``Trainer.fit`` reads (``num_train``, ``batch_size``,
+    ``train_dataloader()``, ``val_dataloader()``) over fixed NumPy batches, converted by
+    ``d2lconv.tensor`` as they are drawn; ``mark()`` is called as each epoch starts."""
+
+    def __init__(self, batches, val, mark):
+        self.batches, self.val, self.mark = batches, val, mark
+        self.batch_size, self.num_train = len(batches[0][1]), sum(len(y) for _, y in batches)
+
+    def train_dataloader(self):
+        self.mark()
+        return ((d2lconv.tensor(X), d2lconv.tensor(y)) for X, y in self.batches)
+
+    def val_dataloader(self):
+        return iter([(d2lconv.tensor(self.val[0]), d2lconv.tensor(self.val[1]))])
+
+
+def trainer_fit(batches, val, epochs, lr, mark):
+    """LeNet through d2lconv's public API: ``Trainer(max_epochs).fit(LeNet(lr), data)``."""
+    model = d2lconv.LeNet(lr=lr, seed=0)
+    history = d2lconv.Trainer(max_epochs=epochs, progress=False).fit(model, InMemoryData(batches, val, mark))
+    return history["train_loss"][-1]
+
+
+def timed_fit(fit, batches, val, epochs: int, lr: float = LR) -> dict:
+    """Run ``fit(batches, val, epochs, lr, mark)``, which calls ``mark()`` as each epoch starts:
+    total seconds (model creation and compilation included), seconds per epoch (the first one
+    from the call's start), the last epoch's mean training loss and the peak memory."""
+    marks = []
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        loss = fit(batches, val, epochs, lr, lambda: marks.append(time.perf_counter()))
+        end = time.perf_counter()
+    bounds = [start, *marks[1:], end]
+    return {"total_s": end - start, "epoch_s": [b - a for a, b in zip(bounds, bounds[1:])], "loss": float(loss),
+            "extra_mib": memory.extra_mib, "peak_mib": memory.peak_mib}
+
+
+def keras_fit(keras_backend: str, batch_size: int, settings: Settings) -> dict:
+    env = dict(os.environ, KERAS_BACKEND=keras_backend)
+    task = {"task": "keras", "batch_size": batch_size, "train_size": settings.train_size,
+            "val_size": settings.val_size, "epochs": settings.epochs}
+    return _worker(task, env)
+
+
+def keras_skip_reason(native) -> str | None:
+    if native.KERAS_BACKEND is None:
+        return "Keras 3 has no backend for this framework"
+    if importlib.util.find_spec("keras") is None:
+        return "keras is not installed in this environment"
+    return None
+
+
+def training_results(name: str, settings: Settings) -> tuple[list[dict], list[str]]:
+    native = native_module(name)
+    X, y = synthetic_mnist(settings.train_size, seed=0)
+    val = synthetic_mnist(settings.val_size, seed=1)
+    loops = native.training_loops()
+    keras_skip = None if settings.keras else "--no-keras"
+    keras_skip = keras_skip or keras_skip_reason(native)
+    notes = [f"{key}: {description}" for key, (description, _) in loops.items()]
+    notes.append(f"{KERAS}: " + (f"skipped ({keras_skip})" if keras_skip else
+                                  f"keras.Sequential LeNet, SGD, NHWC, KERAS_BACKEND={native.KERAS_BACKEND}, one subprocess per run"))
+    rows = []
+    for batch_size in settings.train_batch_sizes:
+        batches = batches_of(X, y, batch_size)
+        runs = {TRAINER: lambda: timed_fit(trainer_fit, batches, val, settings.epochs)}
+        for key, (_, fit) in loops.items():
+            runs[key] = lambda fit=fit: timed_fit(fit, batches, val, settings.epochs)
+        if not keras_skip:
+            runs[KERAS] = lambda: keras_fit(native.KERAS_BACKEND, batch_size, settings)
+        results = interleave(runs, settings.train_rounds)
+        for key, runs_of_key in results.items():
+            rows.append(_training_row(key, batch_size, settings, runs_of_key, results[TRAINER]))
+    return rows, notes
+
+
+def _training_row(key, batch_size, settings, runs, trainer_runs) -> dict:
+    """Medians over the rounds; ``trainer_over_this`` is the ratio of the median throughputs
+    (per-round pairs are too few, and this machine's load too bursty, for a median of ratios);
+    ``runs`` keeps every round's figures."""
+    if any("skipped" in run for run in runs):
+        return {"variant": key, "batch": batch_size, "skipped": next(run["skipped"] for run in runs if "skipped" in run)}
+    images = settings.train_size * settings.epochs
+
+    def throughput(of_runs):
+        return median([images / run["total_s"] for run in of_runs])
+
+    steady = [settings.train_size / median(run["epoch_s"][1:]) for run in runs if len(run["epoch_s"]) > 1]
+    return {
+        "variant": key, "batch": batch_size,
+        "img_per_s": throughput(runs),
+        "first_epoch_s": median([run["epoch_s"][0] for run in runs]),
+        "steady_img_per_s": median(steady),
+        "loss": median([run["loss"] for run in runs]),
+        "extra_mib": median([run["extra_mib"] for run in runs]),
+        "trainer_over_this": float("nan") if key == TRAINER else throughput(trainer_runs) / throughput(runs),
+        "runs": runs,
+    }
+
+
+# the command -----------------------------------------------------------------------------------
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--backend", nargs="+", help="one or several backends (default: the current backend)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and one round: a smoke run for CI")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", help="LeNet training batch sizes (default: 32 256)")
+    parser.add_argument("--repeats", type=int, help="interleaved rounds of LeNet training (default: 3); operators run more")
+    parser.add_argument("--epochs", type=int, help="epochs per LeNet training run (default: 3)")
+    parser.add_argument("--train-size", type=int, help="synthetic training images per epoch (default: 10240)")
+    parser.add_argument("--only", nargs="+", choices=["ops", "corr2d", "train"], help="run only these parts")
+    parser.add_argument("--no-keras", action="store_true", help="leave Keras out of LeNet training")
+    parser.add_argument("--json", metavar="FILE", help="also write every result as JSON to FILE")
+
+
+def settings_from(options) -> Settings:
+    base = QUICK if options.quick else Settings()
+    changes = {}
+    for option, field in (("batch_sizes", "train_batch_sizes"), ("repeats", "train_rounds"),
+                          ("epochs", "epochs"), ("train_size", "train_size")):
+        value = getattr(options, option)
+        if value is not None:
+            if any(v < 1 for v in np.atleast_1d(value)):
+                raise SystemExit(f"d2lconv bench: --{option.replace('_', '-')} must be positive, got {value}")
+            changes[field] = tuple(value) if isinstance(value, list) else value
+    if options.epochs is not None and options.epochs < 2:
+        print("note: with one epoch there is no steady-state figure (the first epoch includes compilation)")
+    changes["keras"] = not options.no_keras
+    return replace(base, **changes)
+
+
+def run(options) -> int:
+    settings = settings_from(options)
+    try:
+        names = [backend.canonical_name(n) for n in options.backend] if options.backend else [d2lconv.get_backend()]
+    except ValueError as error:
+        raise SystemExit(f"d2lconv bench: --backend: {error}") from None
+    parts = set(options.only or ("ops", "corr2d", "train"))
+    info = machine()
+    print(f"d2lconv bench{' --quick' if options.quick else ''}: {info['cpu']}, {info['cpus']} CPUs, "
+          f"Python {info['python']}, d2lconv {info['d2lconv']}")
+    if info["thread_settings"]:
+        print("thread settings: " + ", ".join(f"{k}={v}" for k, v in info["thread_settings"].items()))
+    report = {"machine": info, "settings": settings.__dict__, "backends": {}}
+    for name in names:
+        report["backends"][name] = bench_backend(name, settings, parts)
+    if options.json:
+        with open(options.json, "w") as file:
+            json.dump(report, file, indent=1, default=list)
+        print(f"\nresults written to {options.json}")
+    return 0
+
+
+def bench_backend(name: str, settings: Settings, parts) -> dict:
+    print(f"\n=== {name} === ({load_average()})")
+    if name not in d2lconv.available_backends():
+        reason = f"skipped: {name} is not installed here (pip install \"d2lconv[{backend.BACKENDS[name].extra}]\")"
+        print(reason)
+        return {"skipped": reason}
+    native = native_module(name)
+    d2lconv.set_backend(name)
+    result = {"versions": versions(native.PACKAGES)}
+    print(result["versions"])
+    if "ops" in parts:
+        if native.OPS_LAYOUT is None:
+            print("\noperator overhead: skipped (the NumPy reference backend has no framework call to compare with)")
+        else:
+            result["ops"] = operator_results(name, settings.op_batch_sizes, settings.op_rounds, settings.op_block_s)
+            result["first_use"] = first_use_results(name, settings)
+            _print_ops(native, result["ops"], result["first_use"], settings)
+    if "corr2d" in parts:
+        result["corr2d"] = corr2d_results(name, settings.corr2d_cases, settings.corr2d_rounds)
+        print(f"\ncorr2d against a Python loop over output cells (us per call, median of {settings.corr2d_rounds}; goal >= 100x)")
+        print(table(["input", "kernel", "d2lconv us", "loop us", "speedup"],
+                    [[r["input"], r["kernel"], r["d2lconv_us"], r["loop_us"], r["speedup"]] for r in result["corr2d"]]))
+    if "train" in parts:
+        if not native.training_loops():
+            print("\nLeNet training: skipped (the NumPy reference backend is forward-only: no gradients)")
+        else:
+            result["training"], result["training_notes"] = training_results(name, settings)
+            _print_training(result["training"], result["training_notes"], settings)
+    print(f"({name} done, {load_average()})")
+    return result
+
+
+def _print_ops(native, rows, first_use, settings):
+    print(f"\noperator overhead (us per call, median of {settings.op_rounds} interleaved rounds; goal: ratio <= 1.10 at batch 1)")
+    print(f"native: {native.OPS_LAYOUT}; d2lconv: NCHW in and out")
+    headers = ["op", "batch", "d2lconv us", "native us", "d2lconv/native"]
+    chosen = [[r["op"], r["batch"], r["d2lconv_us"], r["native_us"], r["ratio"]] for r in rows]
+    print(table(headers, chosen))
+    if "skipped" in first_use:
+        print(f"no backend chosen (first-time user): skipped: {first_use['skipped']}")
+    else:
+        print("no backend chosen (first-time user: fresh process, no D2LCONV_BACKEND, no set_backend):")
+        print(table(headers, [[r["op"], r["batch"], r["d2lconv_us"], r["native_us"], r["ratio"]] for r in first_use["ops"]]))
+
+
+def _print_training(rows, notes, settings):
+    print(f"\nLeNet training, {settings.train_size} synthetic 28x28 images x {settings.epochs} epochs, lr {LR}, "
+          f"median of {settings.train_rounds} interleaved rounds (goal: Trainer/this >= 1.0)")
+    print("img/s: whole run incl. model creation and compilation; first epoch s: incl. compilation; "
+          "steady img/s: later epochs; extra MiB: peak RSS above the run's start")
+    done = [r for r in rows if "skipped" not in r]
+    print(table(["variant", "batch", "img/s", "1st epoch s", "steady img/s", "loss", "extra MiB", "Trainer/this"],
+                [[r["variant"], r["batch"], r["img_per_s"], r["first_epoch_s"], r["steady_img_per_s"], r["loss"],
+                  r["extra_mib"], r["trainer_over_this"]] for r in done]))
+    for r in rows:
+        if "skipped" in r:
+            print(f"  {r['variant']} (batch {r['batch']}) skipped: {r['skipped']}")
+    for note in notes:
+        print(f"  {note}")

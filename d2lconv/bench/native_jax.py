@@ -1,0 +1,112 @@
+"""JAX as its users write it: ``jax.jit``-ed ``lax`` calls (NCHW/OIHW, lax's default layout),
+and LeNet with ``flax.linen`` on NHWC, a ``jax.jit`` step and ``optax.sgd``."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import linen as nn
+from jax import lax
+
+from d2lconv.bench.loop import sum_method as loop_sum  # noqa: F401
+
+PACKAGES = ("jax", "flax", "optax")
+KERAS_BACKEND = "jax"
+OPS_LAYOUT = "jax.jit of lax.conv_general_dilated / lax.reduce_window on NCHW (lax's default layout)"
+
+
+def to_native(array):
+    return jnp.asarray(array)
+
+
+def sync(x):
+    return x.block_until_ready()
+
+
+@jax.jit
+def _conv(X, W):
+    return lax.conv_general_dilated(X, W, (1, 1), ((2, 2), (2, 2)))
+
+
+@jax.jit
+def _max_pool(X):
+    return lax.reduce_window(X, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+
+
+@jax.jit
+def _avg_pool(X):
+    return lax.reduce_window(X, 0.0, lax.add, (1, 1, 2, 2), (1, 1, 2, 2), "VALID") / 4
+
+
+def operator_calls(X, W, P):
+    X, W, P = to_native(X), to_native(W), to_native(P)
+    return {
+        "conv2d": lambda: _conv(X, W),
+        "max_pool": lambda: _max_pool(P),
+        "avg_pool": lambda: _avg_pool(P),
+    }
+
+
+def loop_zeros(shape):
+    return jnp.zeros(shape)
+
+
+def loop_put(Y, i, j, value):
+    return Y.at[i, j].set(value)
+
+
+class LeNet(nn.Module):
+    @nn.compact
+    def __call__(self, X):
+        xavier = nn.initializers.xavier_uniform()
+        X = nn.sigmoid(nn.Conv(6, (5, 5), padding=2, kernel_init=xavier)(X))
+        X = nn.avg_pool(X, (2, 2), strides=(2, 2))
+        X = nn.sigmoid(nn.Conv(16, (5, 5), padding="VALID", kernel_init=xavier)(X))
+        X = nn.avg_pool(X, (2, 2), strides=(2, 2))
+        X = X.reshape((X.shape[0], -1))
+        X = nn.sigmoid(nn.Dense(120, kernel_init=xavier)(X))
+        X = nn.sigmoid(nn.Dense(84, kernel_init=xavier)(X))
+        return nn.Dense(10, kernel_init=xavier)(X)
+
+
+def fit(batches, val, epochs, lr, mark):
+    model, optimizer = LeNet(), optax.sgd(lr)
+
+    def loss_of(params, X, y):
+        logits = model.apply(params, X)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
+
+    @partial(jax.jit, donate_argnums=(0, 1))
+    def step(params, state, X, y):
+        (loss, _), grads = jax.value_and_grad(loss_of, has_aux=True)(params, X, y)
+        updates, state = optimizer.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, loss
+
+    @jax.jit
+    def evaluate(params, X, y):
+        loss, logits = loss_of(params, X, y)
+        return loss, (logits.argmax(1) == y).mean()
+
+    def nhwc(X):  # the data's one channel makes NCHW -> NHWC a reshape; a Flax user's data is NHWC
+        return to_native(X.reshape(X.shape[0], X.shape[2], X.shape[3], X.shape[1]))
+
+    params = model.init(jax.random.key(0), nhwc(batches[0][0]))
+    state = optimizer.init(params)
+    X_val, y_val = nhwc(val[0]), to_native(val[1])
+    for _ in range(epochs):
+        mark()
+        total = jnp.zeros(())
+        for X, y in batches:
+            params, state, loss = step(params, state, nhwc(X), to_native(y))
+            total += loss
+        train_loss = float(total) / len(batches)
+        loss, acc = evaluate(params, X_val, y_val)
+        float(loss), float(acc)
+    return train_loss
+
+
+def training_loops():
+    return {"flax.linen + jit": ("flax.linen on NHWC, jax.jit step, optax.sgd", fit)}

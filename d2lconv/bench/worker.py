@@ -1,0 +1,38 @@
+"""``python -m d2lconv.bench.worker TASK_JSON``: the parts of ``d2lconv bench`` that need a fresh
+interpreter. Prints one line ``D2LCONV-BENCH-RESULT <json>``.
+
+- ``first_use``: operator overhead with no backend chosen (the parent removed D2LCONV_BACKEND);
+- ``keras``: one LeNet ``model.fit`` run in Keras 3 on ``KERAS_BACKEND`` (set by the parent,
+  before Keras is imported, as Keras requires).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import d2lconv
+from d2lconv import bench
+
+
+def first_use(task: dict) -> dict:
+    name, default = task["backend"], d2lconv.get_backend()
+    if default != name:
+        return {"skipped": f"with no backend chosen d2lconv picks {default} here, not {name} "
+                           f"(installed: {', '.join(d2lconv.available_backends())})"}
+    return {"ops": bench.operator_results(name, task["batch_sizes"], task["rounds"], task["block_s"])}
+
+
+def keras(task: dict) -> dict:
+    from d2lconv.bench import keras_lenet
+
+    X, y = bench.synthetic_mnist(task["train_size"], seed=0)
+    val = bench.synthetic_mnist(task["val_size"], seed=1)
+    fit = keras_lenet.fit_function(task["batch_size"])
+    return bench.timed_fit(fit, (X, y), val, task["epochs"])
+
+
+if __name__ == "__main__":
+    task = json.loads(sys.argv[1])
+    result = {"first_use": first_use, "keras": keras}[task["task"]](task)
+    print(bench.RESULT_MARK + json.dumps(result))
