@@ -80,6 +80,32 @@ def add_to_class(Class):
     return wrapper
 
 
+
+# --- the book's method-call aliases, the same on torch, JAX and MXNet tensors -------------------
+def reshape(x, *args, **kwargs):
+    return x.reshape(*args, **kwargs)
+
+
+def reduce_sum(x, *args, **kwargs):
+    return x.sum(*args, **kwargs)
+
+
+def reduce_mean(x, *args, **kwargs):
+    return x.mean(*args, **kwargs)
+
+
+def argmax(x, *args, **kwargs):
+    return x.argmax(*args, **kwargs)
+
+
+def swapaxes(x, *args, **kwargs):
+    return x.swapaxes(*args, **kwargs)
+
+
+def repeat(x, *args, **kwargs):
+    return x.repeat(*args, **kwargs)
+
+
 class HyperParameters:
     """The base class of objects that keep their constructor's arguments."""
 

@@ -37,6 +37,7 @@ from jax import numpy as jnp
 from d2lconv import jax as _ops
 from d2lconv.book import common
 # the book's framework-free names, re-exported as d2l.<name>
+from d2lconv.book.common import argmax, repeat, reduce_mean, reduce_sum, reshape, swapaxes  # noqa: F401
 from d2lconv.book.common import DataModule, HyperParameters, ProgressBoard, add_to_class, show_images  # noqa: F401
 
 nn_Module = nn.Module
@@ -54,32 +55,8 @@ def transpose(a):
     return a.T
 
 
-def reshape(x, *args, **kwargs):
-    return x.reshape(*args, **kwargs)
-
-
-def reduce_sum(x, *args, **kwargs):
-    return x.sum(*args, **kwargs)
-
-
-def reduce_mean(x, *args, **kwargs):
-    return x.mean(*args, **kwargs)
-
-
-def argmax(x, *args, **kwargs):
-    return x.argmax(*args, **kwargs)
-
-
 def astype(x, *args, **kwargs):
     return x.astype(*args, **kwargs)
-
-
-def swapaxes(x, *args, **kwargs):
-    return x.swapaxes(*args, **kwargs)
-
-
-def repeat(x, *args, **kwargs):
-    return x.repeat(*args, **kwargs)
 
 
 def get_seed():

@@ -23,6 +23,7 @@ from mxnet import autograd, gluon, init, np, npx
 from mxnet.gluon import nn
 
 from d2lconv.book import common
+from d2lconv.book.common import argmax, repeat, reduce_mean, reduce_sum, reshape, swapaxes  # noqa: F401
 from d2lconv.book.common import HyperParameters, ProgressBoard, add_to_class, show_images
 
 npx.set_np()
@@ -52,36 +53,12 @@ def numpy(x, *args, **kwargs):
     return x.asnumpy(*args, **kwargs)
 
 
-def reshape(x, *args, **kwargs):
-    return x.reshape(*args, **kwargs)
-
-
 def to(x, *args, **kwargs):
     return x.as_in_context(*args, **kwargs)
 
 
-def reduce_sum(x, *args, **kwargs):
-    return x.sum(*args, **kwargs)
-
-
-def reduce_mean(x, *args, **kwargs):
-    return x.mean(*args, **kwargs)
-
-
-def argmax(x, *args, **kwargs):
-    return x.argmax(*args, **kwargs)
-
-
 def astype(x, *args, **kwargs):
     return x.astype(*args, **kwargs)
-
-
-def swapaxes(x, *args, **kwargs):
-    return x.swapaxes(*args, **kwargs)
-
-
-def repeat(x, *args, **kwargs):
-    return x.repeat(*args, **kwargs)
 
 
 # Devices

@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from d2lconv.book import common
+from d2lconv.book.common import argmax, repeat, reduce_mean, reduce_sum, reshape, swapaxes  # noqa: F401
 from d2lconv.book.common import HyperParameters, ProgressBoard, add_to_class, show_images
 
 d2l = sys.modules[__name__]
@@ -44,24 +45,8 @@ def size(x, *args, **kwargs):
     return x.numel(*args, **kwargs)
 
 
-def reshape(x, *args, **kwargs):
-    return x.reshape(*args, **kwargs)
-
-
 def to(x, *args, **kwargs):
     return x.to(*args, **kwargs)
-
-
-def reduce_sum(x, *args, **kwargs):
-    return x.sum(*args, **kwargs)
-
-
-def reduce_mean(x, *args, **kwargs):
-    return x.mean(*args, **kwargs)
-
-
-def argmax(x, *args, **kwargs):
-    return x.argmax(*args, **kwargs)
 
 
 def astype(x, *args, **kwargs):
@@ -74,14 +59,6 @@ def transpose(x, *args, **kwargs):
 
 def expand_dims(x, *args, **kwargs):
     return x.unsqueeze(*args, **kwargs)
-
-
-def swapaxes(x, *args, **kwargs):
-    return x.swapaxes(*args, **kwargs)
-
-
-def repeat(x, *args, **kwargs):
-    return x.repeat(*args, **kwargs)
 
 
 # Devices
