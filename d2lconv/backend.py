@@ -189,7 +189,6 @@ def use_backend(name: str):
 
 def current():
     """The backend object in force in this thread (the hot path: a few attribute look-ups)."""
-    stack = getattr(_local, "stack", None)
-    name = stack[-1] if stack else (_global_name or _default_name())
+    name = get_backend()
     found = _loaded.get(name)
     return found if found is not None else load(name)

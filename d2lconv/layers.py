@@ -307,7 +307,8 @@ def build(module, x):
     output in that layout. The input is checked by the checked operators first (clear errors);
     the output is the native function's. Runs inside ``use_backend``."""
     b, layer = module.d2l_backend, module.d2l_layer
-    layer.input_shapes.add(tuple(b.to_nchw(x).shape[1:]))
+    x_nchw = b.to_nchw(x)
+    layer.input_shapes.add(tuple(x_nchw.shape[1:]))
     if layer.child_names:
         for name in layer.child_names:
             try:
@@ -318,10 +319,10 @@ def build(module, x):
         return x
     if layer.param_names and b.param(module, layer.param_names[0]) is None:
         rng = layer.rng or generator()
-        for name, value in layer.initial_values(rng, b.shape(b.to_nchw(x))).items():
+        for name, value in layer.initial_values(rng, b.shape(x_nchw)).items():
             b.add_param(module, name, value)
     values = [b.value(b.param(module, name)) for name in layer.param_names]
-    layer.apply(dict(zip(layer.param_names, values)), b.to_nchw(x))  # checked: clear errors on bad input
+    layer.apply(dict(zip(layer.param_names, values)), x_nchw)  # checked: clear errors on bad input
     module.d2l_native = layer.native_fn(b)
     module.d2l_fn = _leaf_fn(b, module.d2l_native, layer.param_names)
     return module.d2l_native(x, *values)  # one eager call, which a framework's op may learn shapes from

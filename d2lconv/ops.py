@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from d2lconv import args, backend, reference
+from d2lconv import args, backend
+from d2lconv.pool_counts import inside_fraction
 from d2lconv.tensors import native, numpy_of, resolve_dtype
 from d2lconv.training import model_value_and_grad
 
@@ -279,8 +280,7 @@ def _plan_pool(shape, dtype_key, pool_size, mode, stride, padding, count_include
     size = args.output_size(shape[-2:], window, stride, pads, op, planes, planes)
     divisor = None
     if mode == "avg" and not count_include_pad and pads != ((0, 0), (0, 0)):
-        ones = np.ones((1, 1) + shape[-2:])
-        divisor = reference.pool2d(ones, window, stride, pads, "avg").astype(dtype)
+        divisor = inside_fraction(window, stride, pads)(*shape[-2:], dtype)
     return _PoolPlan(window, stride, pads, in_shape, shape[:-2] + size, dtype, casts, divisor)
 
 

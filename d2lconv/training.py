@@ -8,7 +8,7 @@ import numbers
 import numpy as np
 
 from d2lconv import backend
-from d2lconv.params import _check_built, _check_model, named_params, prepare, unbuilt_layers
+from d2lconv.params import _check_built, _check_model, named_params, prepare
 from d2lconv.tensors import native, numpy_of, tensor
 
 

@@ -22,9 +22,11 @@ import numpy as _onp
 from mxnet import autograd, gluon, init, np, npx
 from mxnet.gluon import nn
 
+from d2lconv import mxnet as _ops
 from d2lconv.book import common
+# the book's framework-free names, re-exported as d2l.<name>
 from d2lconv.book.common import argmax, repeat, reduce_mean, reduce_sum, reshape, swapaxes  # noqa: F401
-from d2lconv.book.common import HyperParameters, ProgressBoard, add_to_class, show_images
+from d2lconv.book.common import HyperParameters, ProgressBoard, add_to_class, show_images  # noqa: F401
 
 npx.set_np()
 
@@ -200,13 +202,7 @@ def corr2d(X, K):
     dtype = _onp.result_type(X.dtype, K.dtype)
     if not _onp.issubdtype(dtype, _onp.floating):
         dtype = _onp.float32
-    return _d2lconv().corr2d(X.astype(dtype), K.astype(dtype)).astype(_onp.float32)
-
-
-def _d2lconv():
-    import d2lconv
-
-    return d2lconv.mxnet
+    return _ops.corr2d(X.astype(dtype), K.astype(dtype)).astype(_onp.float32)
 
 
 # Data

@@ -21,9 +21,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from d2lconv import torch as _ops
 from d2lconv.book import common
+# the book's framework-free names, re-exported as d2l.<name>
 from d2lconv.book.common import argmax, repeat, reduce_mean, reduce_sum, reshape, swapaxes  # noqa: F401
-from d2lconv.book.common import HyperParameters, ProgressBoard, add_to_class, show_images
+from d2lconv.book.common import HyperParameters, ProgressBoard, add_to_class, show_images  # noqa: F401
 
 d2l = sys.modules[__name__]
 nn_Module = nn.Module
@@ -164,13 +166,7 @@ def corr2d(X, K):
     dtype = torch.promote_types(X.dtype, K.dtype)
     if not dtype.is_floating_point:
         dtype = torch.get_default_dtype()
-    return _d2lconv().corr2d(X.to(dtype), K.to(dtype)).to(torch.get_default_dtype())
-
-
-def _d2lconv():
-    import d2lconv
-
-    return d2lconv.torch
+    return _ops.corr2d(X.to(dtype), K.to(dtype)).to(torch.get_default_dtype())
 
 
 # Data
