@@ -44,21 +44,23 @@ def _reduce_window(x, init, op, window, stride, pads):
     return lax.reduce_window(x, np.array(init, x.dtype), op, window, stride, pads)
 
 
-@partial(jax.jit, static_argnums=(3, 4))
-def _conv2d_nchw(x, w, bias, stride, pads):
-    y = _conv(x, w, stride, pads, NCHW)
-    return y if bias is None else y + bias[None, :, None, None]
+def _conv_fn(layout, stride, pads):
+    """``fn(x, w, bias_or_None)``: cross-correlation of ``x`` in ``layout`` with OIHW ``w``."""
+
+    def conv(x, w, bias):
+        y = _conv(x, w, stride, pads, layout)
+        return y if bias is None else y + (bias if layout == NHWC else bias[:, None, None])
+
+    return conv
 
 
-@partial(jax.jit, static_argnums=(1, 2, 3))
-def _max_pool_nchw(x, window, stride, pads):
-    return _reduce_window(x, -np.inf, lax.max, (1, 1, *window), (1, 1, *stride), ((0, 0), (0, 0), *pads))
-
-
-@partial(jax.jit, static_argnums=(1, 2, 3))
-def _avg_pool_nchw(x, window, stride, pads):
-    total = _reduce_window(x, 0, lax.add, (1, 1, *window), (1, 1, *stride), ((0, 0), (0, 0), *pads))
-    return total / (window[0] * window[1])
+def _pool_fn(layout, init, op, window, stride, pads):
+    """``fn(x)``: ``lax.reduce_window`` with ``op`` over the spatial axes of ``layout``."""
+    if layout == NHWC:
+        window, stride, pads = (1, *window, 1), (1, *stride, 1), ((0, 0), *pads, (0, 0))
+    else:
+        window, stride, pads = (1, 1, *window), (1, 1, *stride), ((0, 0), (0, 0), *pads)
+    return lambda x: _reduce_window(x, init, op, window, stride, pads)
 
 
 class Module(LayerModule, nnx.Module):
@@ -115,21 +117,13 @@ class JaxBackend(Backend):
         return jnp.transpose(x, TO_NCHW) if x.ndim == 4 else x
 
     def conv2d_fn(self, stride, pads):
-        def conv(x, w, bias):
-            y = _conv(x, w, stride, pads, NHWC)
-            return y if bias is None else y + bias
-
-        return conv
-
-    def _pool_fn(self, init, op, window, stride, pads):
-        window, stride, pads = (1, *window, 1), (1, *stride, 1), ((0, 0), *pads, (0, 0))
-        return lambda x: _reduce_window(x, init, op, window, stride, pads)
+        return _conv_fn(NHWC, stride, pads)
 
     def max_pool_fn(self, window, stride, pads):
-        return self._pool_fn(-np.inf, lax.max, window, stride, pads)
+        return _pool_fn(NHWC, -np.inf, lax.max, window, stride, pads)
 
     def avg_pool_fn(self, window, stride, pads, count_include_pad):
-        total, area = self._pool_fn(0, lax.add, window, stride, pads), window[0] * window[1]
+        total, area = _pool_fn(NHWC, 0, lax.add, window, stride, pads), window[0] * window[1]
         if count_include_pad or pads == ((0, 0), (0, 0)):
             return lambda x: total(x) / area
         fraction = inside_fraction(window, stride, pads)
@@ -142,15 +136,16 @@ class JaxBackend(Backend):
 
         return dense
 
-    # --- operators (NCHW), compiled once per static configuration ---------------------------
-    def conv2d(self, x, w, bias, stride, pads):
-        return _conv2d_nchw(x, w, bias, stride, pads)
+    # --- operators (NCHW): one jax.jit per configuration, then jax's C++ dispatch ------------
+    def nchw_conv2d_fn(self, stride, pads):
+        return jax.jit(_conv_fn(NCHW, stride, pads))
 
-    def max_pool(self, x, window, stride, pads):
-        return _max_pool_nchw(x, window, stride, pads)
+    def nchw_max_pool_fn(self, window, stride, pads):
+        return jax.jit(_pool_fn(NCHW, -np.inf, lax.max, window, stride, pads))
 
-    def avg_pool(self, x, window, stride, pads):
-        return _avg_pool_nchw(x, window, stride, pads)
+    def nchw_avg_pool_fn(self, window, stride, pads):
+        total, area = _pool_fn(NCHW, 0, lax.add, window, stride, pads), window[0] * window[1]
+        return jax.jit(lambda x: total(x) / area)
 
     def value_and_grad(self, fn, argnums):
         return jax.value_and_grad(fn, argnums=argnums)

@@ -128,15 +128,6 @@ class MxnetBackend(Backend):
     def sigmoid(self, x):
         return _ops(x)[1].activation(x, act_type="sigmoid")  # the oneDNN kernel Gluon layers use
 
-    def conv2d(self, x, w, bias, stride, pads):
-        return self.conv2d_fn(stride, pads)(x, w, bias)
-
-    def max_pool(self, x, window, stride, pads):
-        return self.max_pool_fn(window, stride, pads)(x)
-
-    def avg_pool(self, x, window, stride, pads):
-        return self.avg_pool_fn(window, stride, pads, True)(x)
-
     def conv2d_fn(self, stride, pads):
         padding = _symmetric(pads)
         config = _weight_shape_config(lambda shape: {"kernel": shape[2:], "num_filter": shape[0]})

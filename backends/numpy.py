@@ -26,14 +26,16 @@ class NumpyBackend(Backend):
     def is_native(self, x):
         return isinstance(x, np.ndarray)
 
-    def conv2d(self, x, w, bias, stride, pads):
-        return reference.conv2d(x, w, bias, stride, pads).astype(np.result_type(x, w))
+    def conv2d_fn(self, stride, pads):
+        return lambda x, w, bias: reference.conv2d(x, w, bias, stride, pads).astype(np.result_type(x, w))
 
-    def max_pool(self, x, window, stride, pads):
-        return reference.pool2d(x, window, stride, pads, "max").astype(x.dtype)
+    def max_pool_fn(self, window, stride, pads):
+        return lambda x: reference.pool2d(x, window, stride, pads, "max").astype(x.dtype)
 
-    def avg_pool(self, x, window, stride, pads):
-        return reference.pool2d(x, window, stride, pads, "avg").astype(x.dtype)
+    def avg_pool_fn(self, window, stride, pads, count_include_pad):
+        if not count_include_pad:
+            return super().avg_pool_fn(window, stride, pads, count_include_pad)
+        return lambda x: reference.pool2d(x, window, stride, pads, "avg").astype(x.dtype)
 
     def sigmoid(self, x):
         return 1 / (1 + np.exp(-x))

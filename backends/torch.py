@@ -111,15 +111,6 @@ class TorchBackend(Backend):
     def sigmoid(self, x):
         return torch.sigmoid(x)
 
-    def conv2d(self, x, w, bias, stride, pads):
-        return self.conv2d_fn(stride, pads)(x, w, bias)
-
-    def max_pool(self, x, window, stride, pads):
-        return self.max_pool_fn(window, stride, pads)(x)
-
-    def avg_pool(self, x, window, stride, pads):
-        return self.avg_pool_fn(window, stride, pads, True)(x)
-
     def conv2d_fn(self, stride, pads):
         padding = _symmetric(pads)
         if padding is not None:

@@ -97,36 +97,37 @@ class Backend:
         tensors that are not 4-D pass through unchanged."""
         return x
 
-    # The defaults below wrap the NCHW operators, so a backend whose layout is not NCHW overrides
-    # every one of them.
+    # A backend defines the built operators below; the base class adds count_include_pad=False.
     def conv2d_fn(self, stride, pads):
-        """``fn(x, w, bias_or_None)``: :meth:`conv2d` with ``stride`` and ``pads`` fixed, ``x`` in
-        :attr:`layout`, ``w`` OIHW, ``bias`` of shape (O,) or None. Built once per layer."""
-        conv2d = self.conv2d
-        return lambda x, w, bias: conv2d(x, w, bias, stride, pads)
+        """``fn(x, w, bias_or_None)``: cross-correlation with ``stride`` and ``pads`` fixed, ``x``
+        in :attr:`layout`, ``w`` OIHW, ``bias`` of shape (O,) or None. Built once per layer."""
+        raise NotImplementedError(f"backend {self.name!r} does not implement conv2d")
 
     def max_pool_fn(self, window, stride, pads):
-        """``fn(x)``: :meth:`max_pool` with its configuration fixed, ``x`` in :attr:`layout`."""
-        max_pool = self.max_pool
-        return lambda x: max_pool(x, window, stride, pads)
+        """``fn(x)``: max over each window of ``x`` in :attr:`layout`; padded cells are -inf. As
+        NumPy's ``max``: a window holding NaN gives NaN, a window of -inf gives -inf."""
+        raise NotImplementedError(f"backend {self.name!r} does not implement max pooling")
 
     def avg_pool_fn(self, window, stride, pads, count_include_pad):
         """``fn(x)``: average pooling with its configuration fixed, ``x`` in :attr:`layout`.
 
-        With ``count_include_pad=False`` the average counting padded zeros is divided by the share
-        of each window inside the input (:func:`d2lconv.pool_counts.inside_fraction`), made a
-        tensor once per input size and dtype.
+        A backend implements ``count_include_pad=True`` (padded cells are zeros, the divisor the
+        window's area); for False this default divides that by the share of each window inside
+        the input (:func:`d2lconv.pool_counts.inside_fraction`), made a tensor once per input size
+        and dtype, for NCHW layouts.
         """
-        avg_pool = self.avg_pool
-        if count_include_pad or pads == ((0, 0), (0, 0)):
-            return lambda x: avg_pool(x, window, stride, pads)
+        if count_include_pad:
+            raise NotImplementedError(f"backend {self.name!r} does not implement average pooling")
+        avg_pool = self.avg_pool_fn(window, stride, pads, True)
+        if pads == ((0, 0), (0, 0)):
+            return avg_pool
         fraction, fractions = inside_fraction(window, stride, pads), {}
 
         def pool(x):
             key = (*self.shape(x)[2:], self.dtype(x))
             if key not in fractions:
                 fractions[key] = self.from_numpy(fraction(*key))
-            return avg_pool(x, window, stride, pads) / fractions[key]
+            return avg_pool(x) / fractions[key]
 
         return pool
 
@@ -150,15 +151,26 @@ class Backend:
 
         return flatten
 
-    # --- operators --------------------------------------------------------------------------
-    def conv2d(self, x, w, bias, stride, pads):
-        """Cross-correlation of NCHW ``x`` with OIHW ``w``, plus ``bias`` of shape (O,) if given."""
-        raise NotImplementedError(f"backend {self.name!r} does not implement conv2d")
+    # --- operators: what the public (NCHW) operators run, built once per configuration ------
+    # Where :attr:`layout` is NCHW these are the built operators; other layouts define them.
+    def nchw_conv2d_fn(self, stride, pads):
+        """``fn(x, w, bias_or_None)``: :meth:`conv2d_fn` for NCHW ``x`` (NCHW out)."""
+        self._check_nchw("nchw_conv2d_fn")
+        return self.conv2d_fn(stride, pads)
 
-    def max_pool(self, x, window, stride, pads):
-        """Max over each window of NCHW ``x``; padded cells are -inf. As NumPy's ``max``: a window
-        holding NaN gives NaN, a window of -inf gives -inf."""
-        raise NotImplementedError(f"backend {self.name!r} does not implement max pooling")
+    def nchw_max_pool_fn(self, window, stride, pads):
+        """``fn(x)``: :meth:`max_pool_fn` for NCHW ``x`` (NCHW out)."""
+        self._check_nchw("nchw_max_pool_fn")
+        return self.max_pool_fn(window, stride, pads)
+
+    def nchw_avg_pool_fn(self, window, stride, pads):
+        """``fn(x)``: :meth:`avg_pool_fn` counting padded zeros, for NCHW ``x`` (NCHW out)."""
+        self._check_nchw("nchw_avg_pool_fn")
+        return self.avg_pool_fn(window, stride, pads, True)
+
+    def _check_nchw(self, method: str) -> None:
+        if self.layout != "NCHW":
+            raise NotImplementedError(f"backend {self.name!r} computes in {self.layout}: it must define {method}")
 
     def max_pool_edges(self, y, x, window, avg_pool):
         """``y``, a max pooling of ``x`` by a framework whose max skips NaN and starts from the
@@ -175,10 +187,6 @@ class Backend:
         only_neg_inf = self.cast(counts < 0.5, dtype)
         # log(0) = -inf where only -inf; 0 / 0 = NaN where a NaN; + 0 elsewhere
         return y + self.xp.log(1 - only_neg_inf) + 0 / (1 - has_nan)
-
-    def avg_pool(self, x, window, stride, pads):
-        """Sum over each window of NCHW ``x`` divided by the window's area; padded cells are 0."""
-        raise NotImplementedError(f"backend {self.name!r} does not implement average pooling")
 
     def inference(self):
         """A context in which forward passes record nothing for gradients (evaluation)."""

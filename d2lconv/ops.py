@@ -23,6 +23,7 @@ stride, padding) and cached, so a repeated call costs about what the framework's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,6 +135,7 @@ class _ConvPlan:
     dtype: np.dtype
     casts: tuple  # per operand: cast to ``dtype`` (integers, bool)
     kind: str  # "run", "empty" (a zero-size output) or "constant" (nothing to sum: the bias)
+    run: Callable | None  # the backend's conv on NCHW/OIHW tensors, built for this plan ("run")
 
 
 # per operator: (op, name of X, its layout and rank, name of the kernel, its layout and rank)
@@ -145,7 +147,7 @@ _CONV_FORMS = {
 }
 
 
-def _plan_conv(op, x_shape, w_shape, bias_shape, dtype_keys, stride, padding) -> _ConvPlan:
+def _plan_conv(b, op, x_shape, w_shape, bias_shape, dtype_keys, stride, padding) -> _ConvPlan:
     x_name, x_layout, x_rank, w_name, w_layout, w_rank = _CONV_FORMS[op]
     args.check_rank(x_shape, (x_rank,), x_name, x_layout, op)
     args.check_rank(w_shape, (w_rank,), w_name, w_layout, op)
@@ -169,7 +171,8 @@ def _plan_conv(op, x_shape, w_shape, bias_shape, dtype_keys, stride, padding) ->
     out4 = (x4[0], w4[0], *size)
     kept = 1 if w_rank == 4 and x_rank < 4 else (2 if x_rank < 4 else 0)  # axes the result drops
     kind = "empty" if 0 in out4 else ("constant" if 0 in x4[1:] else "run")
-    return _ConvPlan(stride, pads, x4, w4, out4, out4[kept:], dtype, casts, kind)
+    run = b.nchw_conv2d_fn(stride, pads) if kind == "run" else None
+    return _ConvPlan(stride, pads, x4, w4, out4, out4[kept:], dtype, casts, kind, run)
 
 
 def _conv(op, X, W, bias=None, stride=1, padding=0):
@@ -185,8 +188,8 @@ def _conv(op, X, W, bias=None, stride=1, padding=0):
         bias_shape, dtype_keys = b.shape(bias), (X.dtype, W.dtype, bias.dtype)
     plan = _cached(
         _op_plans,
-        (op, x_shape, w_shape, bias_shape, dtype_keys, _key(stride), _key(padding)),
-        lambda: _plan_conv(op, x_shape, w_shape, bias_shape, dtype_keys, stride, padding),
+        (b, op, x_shape, w_shape, bias_shape, dtype_keys, _key(stride), _key(padding)),
+        lambda: _plan_conv(b, op, x_shape, w_shape, bias_shape, dtype_keys, stride, padding),
     )
     if True in plan.casts:
         X, W, *rest = _cast(b, plan, (X, W) if bias is None else (X, W, bias))
@@ -197,8 +200,8 @@ def _conv(op, X, W, bias=None, stride=1, padding=0):
             Y = Y + b.reshape(bias, (1, plan.out_shape[1], 1, 1))  # only conv2d takes a bias
         return Y
     if plan.x_shape == x_shape:  # conv2d: NCHW and OIHW already
-        return b.conv2d(X, W, bias, plan.stride, plan.pads)
-    Y = b.conv2d(b.reshape(X, plan.x_shape), b.reshape(W, plan.w_shape), None, plan.stride, plan.pads)
+        return plan.run(X, W, bias)
+    Y = plan.run(b.reshape(X, plan.x_shape), b.reshape(W, plan.w_shape), None)
     return b.reshape(Y, plan.shape)
 
 
@@ -258,9 +261,10 @@ class _PoolPlan:
     dtype: np.dtype
     casts: tuple
     divisor: np.ndarray | None  # cells inside each window, for count_include_pad=False
+    run: Callable  # the backend's pooling of NCHW tensors, built for this plan
 
 
-def _plan_pool(shape, dtype_key, pool_size, mode, stride, padding, count_include_pad) -> _PoolPlan:
+def _plan_pool(b, shape, dtype_key, pool_size, mode, stride, padding, count_include_pad) -> _PoolPlan:
     op = "pool2d"
     if mode not in POOL_MODES:
         raise ValueError(f"{op}: mode must be one of {POOL_MODES}, got {mode!r}")
@@ -281,7 +285,11 @@ def _plan_pool(shape, dtype_key, pool_size, mode, stride, padding, count_include
     divisor = None
     if mode == "avg" and not count_include_pad and pads != ((0, 0), (0, 0)):
         divisor = inside_fraction(window, stride, pads)(*shape[-2:], dtype)
-    return _PoolPlan(window, stride, pads, in_shape, shape[:-2] + size, dtype, casts, divisor)
+    if mode == "max":
+        run = b.nchw_max_pool_fn(window, stride, pads)
+    else:
+        run = b.nchw_avg_pool_fn(window, stride, pads)
+    return _PoolPlan(window, stride, pads, in_shape, shape[:-2] + size, dtype, casts, divisor, run)
 
 
 def pool2d(X, pool_size, mode="max", stride=None, padding=0, count_include_pad=True):
@@ -297,20 +305,16 @@ def pool2d(X, pool_size, mode="max", stride=None, padding=0, count_include_pad=T
     shape, dtype_key = b.shape(X), X.dtype
     plan = _cached(
         _op_plans,
-        (shape, dtype_key, _key(pool_size), _key(mode), _key(stride), _key(padding), _key(count_include_pad)),
-        lambda: _plan_pool(shape, dtype_key, pool_size, mode, stride, padding, count_include_pad),
+        (b, shape, dtype_key, _key(pool_size), _key(mode), _key(stride), _key(padding), _key(count_include_pad)),
+        lambda: _plan_pool(b, shape, dtype_key, pool_size, mode, stride, padding, count_include_pad),
     )
     if plan.casts[0]:
         X = b.cast(X, plan.dtype)
     if 0 in plan.in_shape:
         return b.from_numpy(np.zeros(plan.out_shape, plan.dtype))
-    X4 = X if len(shape) == 4 else b.reshape(X, plan.in_shape)
-    if mode == "max":
-        Y = b.max_pool(X4, plan.window, plan.stride, plan.pads)
-    else:
-        Y = b.avg_pool(X4, plan.window, plan.stride, plan.pads)
-        if plan.divisor is not None:
-            Y = Y / b.from_numpy(plan.divisor)
+    Y = plan.run(X if len(shape) == 4 else b.reshape(X, plan.in_shape))
+    if plan.divisor is not None:
+        Y = Y / b.from_numpy(plan.divisor)
     return Y if len(shape) == 4 else b.reshape(Y, plan.out_shape)
 
 

@@ -90,3 +90,43 @@ def test_value_and_grad_keeps_its_backend_outside_the_namespace(d2l):
         value, grad = grad_fn(np.array([-1.0, 2.0], np.float32))
     assert_close(value, 3.0)
     assert_close(grad, [-1.0, 1.0])
+
+
+@pytest.mark.parametrize("tape_inside", [True, False])
+def test_operator_gradients_inside_a_tf_function(d2l, tape_inside):
+    """TF lowers the public operators to NCHW kernels whose CPU gradients TF lacks (conv, max):
+    a traced graph, differentiated by a tape inside it or around it, must still have gradients."""
+    if BACKEND != "tensorflow":
+        pytest.skip(f"tf.function is TensorFlow's (backend under test: {BACKEND})")
+    import tensorflow as tf
+
+    X, W = _data(9, 2, 2, 6, 5), _data(10, 3, 2, 3, 3)
+    pads = ((1, 0), (2, 1))
+
+    def ref(x, w):
+        return reference.pool2d(reference.conv2d(x, w, None, (1, 1), pads), (2, 2), (1, 1), ((1, 1),) * 2, "max")
+
+    G = _data(11, *ref(X, W).shape)
+
+    def loss(x, w):
+        y = d2l.pool2d(d2l.conv2d(x, w, None, 1, pads), 2, "max", 1, 1)
+        return d2l.reduce_sum(y * d2l.tensor(G))
+
+    def with_tape(x, w):
+        with tf.GradientTape() as tape:
+            tape.watch([x, w])
+            value = loss(x, w)
+        return value, tape.gradient(value, [x, w])
+
+    x, w = d2l.tensor(X), d2l.tensor(W)
+    if tape_inside:
+        value, (gX, gW) = tf.function(with_tape, autograph=False)(x, w)
+    else:
+        traced = tf.function(loss, autograph=False)
+        with tf.GradientTape() as tape:
+            tape.watch([x, w])
+            value = traced(x, w)
+        gX, gW = tape.gradient(value, [x, w])
+    assert_close(value, (ref(X, W) * G).sum(), tol=1e-4)
+    assert_close(gX, numeric_grad(lambda x: (ref(x, W) * G).sum(), X), tol=1e-4)
+    assert_close(gW, numeric_grad(lambda w: (ref(X, w) * G).sum(), W), tol=1e-4)

@@ -16,7 +16,9 @@ reason printed. A ``native_<framework>`` module gives ``PACKAGES`` (whose versio
 ``KERAS_BACKEND`` (or None), ``OPS_LAYOUT`` (a line saying what the native operator calls are, or
 None), ``to_native(array)`` and ``sync(tensor)`` as a user of that framework would write them,
 ``operator_calls(X, W, P)`` (zero-argument calls of its own conv2d, max and avg pooling on those
-NumPy inputs), the Python-loop helpers of :mod:`d2lconv.bench.loop`, and ``training_loops()``:
+NumPy inputs; ``NCHW_OPS_LAYOUT`` and ``nchw_operator_calls`` too where the framework's preferred
+layout is not the contract's NCHW, to show what the layout costs apart from d2lconv), the
+Python-loop helpers of :mod:`d2lconv.bench.loop`, and ``training_loops()``:
 ``{name: (description, fit)}`` with ``fit(batches, val, epochs, lr, mark)`` as
 :func:`timed_fit` calls it.
 """
@@ -118,14 +120,21 @@ def operator_results(name: str, batch_sizes, rounds: int, block_s: float) -> lis
             "max_pool": lambda: d2lconv.pool2d(Pd, 2, "max"),
             "avg_pool": lambda: d2lconv.pool2d(Pd, 2, "avg"),
         }
-        theirs = native.operator_calls(X, W, P)
+        theirs = {"native": native.operator_calls(X, W, P)}
+        if getattr(native, "NCHW_OPS_LAYOUT", None):
+            theirs["native_nchw"] = native.nchw_operator_calls(X, W, P)
         for op, call in ours.items():
-            sides = {"d2lconv": lambda call=call: native.sync(call()), "native": lambda call=theirs[op]: native.sync(call())}
+            sides = {"d2lconv": lambda call=call: native.sync(call())}
+            for side, calls in theirs.items():
+                sides[side] = lambda call=calls[op]: native.sync(call())
             blocks = {side: per_call_block(run, calls_per_block(run, block_s)) for side, run in sides.items()}
             seconds = interleave(blocks, rounds)
-            ratios = [a / b for a, b in zip(seconds["d2lconv"], seconds["native"])]
-            results.append({"op": op, "batch": n, "d2lconv_us": 1e6 * median(seconds["d2lconv"]),
-                            "native_us": 1e6 * median(seconds["native"]), "ratio": median(ratios)})
+            row = {"op": op, "batch": n, "d2lconv_us": 1e6 * median(seconds["d2lconv"])}
+            for side, ratio in (("native", "ratio"), ("native_nchw", "ratio_nchw")):
+                if side in seconds:
+                    row[f"{side}_us"] = 1e6 * median(seconds[side])
+                    row[ratio] = median([a / b for a, b in zip(seconds["d2lconv"], seconds[side])])
+            results.append(row)
     return results
 
 
@@ -374,13 +383,21 @@ def _print_ops(native, rows, first_use, settings):
     print(f"\noperator overhead (us per call, median of {settings.op_rounds} interleaved rounds; goal: ratio <= 1.10 at batch 1)")
     print(f"native: {native.OPS_LAYOUT}; d2lconv: NCHW in and out")
     headers = ["op", "batch", "d2lconv us", "native us", "d2lconv/native"]
-    chosen = [[r["op"], r["batch"], r["d2lconv_us"], r["native_us"], r["ratio"]] for r in rows]
-    print(table(headers, chosen))
+    nchw = getattr(native, "NCHW_OPS_LAYOUT", None)
+    if nchw:
+        print(f"NCHW native: {nchw}")
+        headers += ["NCHW native us", "d2lconv/NCHW native"]
+
+    def cells(r):
+        return [r["op"], r["batch"], r["d2lconv_us"], r["native_us"], r["ratio"]] + (
+            [r["native_nchw_us"], r["ratio_nchw"]] if nchw else [])
+
+    print(table(headers, [cells(r) for r in rows]))
     if "skipped" in first_use:
         print(f"no backend chosen (first-time user): skipped: {first_use['skipped']}")
     else:
         print("no backend chosen (first-time user: fresh process, no D2LCONV_BACKEND, no set_backend):")
-        print(table(headers, [[r["op"], r["batch"], r["d2lconv_us"], r["native_us"], r["ratio"]] for r in first_use["ops"]]))
+        print(table(headers, [cells(r) for r in first_use["ops"]]))
 
 
 def _print_training(rows, notes, settings):

@@ -31,6 +31,21 @@ def operator_calls(X, W, P):
     }
 
 
+NCHW_OPS_LAYOUT = ("tf.nn.* with data_format=\"NCHW\" on NCHW inputs, HWIO kernels (oneDNN's float32 NCHW "
+                   "kernels: forward only on the CPU, TF has no NCHW gradient there for conv and max)")
+
+
+def nchw_operator_calls(X, W, P):
+    X, P = to_native(X), to_native(P)
+    W = to_native(np.ascontiguousarray(W.transpose(2, 3, 1, 0)))
+    pads = [[0, 0], [0, 0], [2, 2], [2, 2]]
+    return {
+        "conv2d": lambda: tf.nn.conv2d(X, W, 1, pads, data_format="NCHW"),
+        "max_pool": lambda: tf.nn.max_pool2d(P, 2, 2, "VALID", data_format="NCHW"),
+        "avg_pool": lambda: tf.nn.avg_pool2d(P, 2, 2, "VALID", data_format="NCHW"),
+    }
+
+
 def loop_zeros(shape):
     return tf.Variable(tf.zeros(shape))
 
