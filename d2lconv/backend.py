@@ -49,7 +49,14 @@ DEFAULT_ORDER = ("torch", "jax", "tensorflow", "mxnet", "numpy")
 
 _loaded: dict[str, object] = {}
 _global_name: str | None = None
-_local = threading.local()
+class _ThreadState(threading.local):
+    """Per thread: the stack of backends chosen by contexts and namespaces (innermost last)."""
+
+    def __init__(self):
+        self.stack: list[str] = []  # always there: a missing attribute costs 10x a present one
+
+
+_local = _ThreadState()
 _installed_cache: dict[str, bool] = {}  # backend name -> its framework is importable
 _default_cache: dict[str, str] = {}  # D2LCONV_BACKEND's value -> the backend it selects
 
@@ -161,7 +168,7 @@ def _resolve_default(from_env: str) -> str:
 
 def get_backend() -> str:
     """The name of the backend in force in this thread."""
-    stack = getattr(_local, "stack", None)
+    stack = _local.stack
     if stack:
         return stack[-1]
     return _global_name or _default_name()
@@ -169,7 +176,7 @@ def get_backend() -> str:
 
 def thread_stack() -> list[str]:
     """This thread's stack of backends chosen by contexts and namespaces (innermost last)."""
-    return _local.__dict__.setdefault("stack", [])
+    return _local.stack
 
 
 @contextlib.contextmanager
@@ -188,7 +195,8 @@ def use_backend(name: str):
 
 
 def current():
-    """The backend object in force in this thread (the hot path: a few attribute look-ups)."""
-    name = get_backend()
+    """The backend object in force in this thread (the hot path: get_backend() inlined)."""
+    stack = _local.stack
+    name = stack[-1] if stack else (_global_name or _default_name())
     found = _loaded.get(name)
     return found if found is not None else load(name)

@@ -42,19 +42,19 @@ def _key(value):
     """A hashable cache key for an argument; non-int scalars keep their type, so ``1.0`` or
     ``True`` never share a plan with ``1``."""
     kind = type(value)
-    if kind is tuple or kind is list:
-        return tuple(map(_key, value))
-    return value if kind is int or kind is str or value is None else (kind, value)
+    if kind is int or kind is str or value is None:
+        return value
+    return tuple(map(_key, value)) if kind is tuple or kind is list else (kind, value)
 
 
 def _cached(plans: dict, key, make):
     """``make()`` computed once per ``key`` (not cached when the key cannot be hashed)."""
     try:
-        return plans[key]
-    except KeyError:
-        pass
+        plan = plans.get(key)
     except TypeError:  # an unhashable argument, e.g. a dict given as padding: make() says why
         return make()
+    if plan is not None:
+        return plan
     plan = make()
     if len(plans) >= _CACHE_SIZE:
         plans.clear()
