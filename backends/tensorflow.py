@@ -151,7 +151,7 @@ class TensorflowBackend(Backend):
             same = maybe_same and all(t + b + 1 == k for (t, b), k in zip(pads, w.shape[2:]))
             w = tf.transpose(w, OIHW_TO_HWIO)
             y = tf.nn.conv2d(x, w, strides, "SAME") if same else tf.nn.conv2d(pad(x), w, strides, "VALID")
-            return y if bias is None else tf.nn.bias_add(y, bias)
+            return y if bias is None else y + bias  # + : BiasAdd's gradient measured 7% of a step
 
         return conv
 
@@ -174,7 +174,7 @@ class TensorflowBackend(Backend):
     def dense_fn(self):
         def dense(x, w, bias):
             y = tf.matmul(x, w, transpose_b=True)
-            return y if bias is None else tf.nn.bias_add(y, bias)
+            return y if bias is None else y + bias
 
         return dense
 
