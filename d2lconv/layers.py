@@ -293,13 +293,20 @@ def _checked_forward(module, x):
     """The forward pass of a built module through d2lconv's checked operators, NCHW in and out."""
     b, layer = module.d2l_backend, module.d2l_layer
     if layer.child_names:
-        for name in layer.child_names:
-            try:
-                x = _checked_forward(b.child(module, name), x)
-            except LayerInputError as error:
-                raise error.within(name) from None
-        return x
+        return _through_children(module, x, _checked_forward)
     return layer.apply({name: b.value(b.param(module, name)) for name in layer.param_names}, x)
+
+
+def _through_children(module, x, step):
+    """``x`` passed through ``step(child, x)`` for each child of ``module`` in order; a
+    LayerInputError from a child gets the child's name in its path (``net.7``)."""
+    b = module.d2l_backend
+    for name in module.d2l_layer.child_names:
+        try:
+            x = step(b.child(module, name), x)
+        except LayerInputError as error:
+            raise error.within(name) from None
+    return x
 
 
 def build(module, x):
@@ -310,11 +317,7 @@ def build(module, x):
     x_nchw = b.to_nchw(x)
     layer.input_shapes.add(tuple(x_nchw.shape[1:]))
     if layer.child_names:
-        for name in layer.child_names:
-            try:
-                x = build(b.child(module, name), x)
-            except LayerInputError as error:
-                raise error.within(name) from None
+        x = _through_children(module, x, build)
         module.d2l_fn = _container_fn(b, layer.child_names)
         return x
     if layer.param_names and b.param(module, layer.param_names[0]) is None:

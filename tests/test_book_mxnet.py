@@ -1,19 +1,14 @@
 """The book's MXNet dialect, ``from d2lconv.book import mxnet as d2l``, used in the book's style."""
 
 import math
-import subprocess
-import sys
 
 import numpy as onp
 import pytest
 
-import d2lconv
+from book_support import check_training_board, imported_after, require_backend
 from d2lconv import reference
 
-BACKEND = d2lconv.get_backend()
-if BACKEND != "mxnet":
-    pytest.skip(f"the book's MXNet dialect is tested in the mxnet env (backend under test: {BACKEND})",
-                allow_module_level=True)
+require_backend("mxnet", "MXNet")
 
 from mxnet import autograd, gluon, init, np, npx  # noqa: E402
 from mxnet.gluon import nn  # noqa: E402
@@ -39,10 +34,7 @@ def digits():
 
 
 def test_import_loads_only_mxnet():
-    code = ("import sys; from d2lconv.book import mxnet as d2l; "
-            "print(sorted(m for m in ('torch', 'tensorflow', 'jax', 'mxnet') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == "['mxnet']"
+    assert imported_after("from d2lconv.book import mxnet as d2l") == "['mxnet']"
     import d2lconv.book
 
     assert d2lconv.book.mx is d2l
@@ -98,13 +90,7 @@ def test_trainer_fit_trains_and_plots_at_fractional_epochs(digits):
     model = TinyCNN(lr=0.1)
     trainer = d2l.Trainer(max_epochs=3)
     trainer.fit(model, digits)
-    board = model.board.data
-    assert set(board) == {"train_loss", "val_loss", "val_acc"}
-    assert [p.x for p in board["val_acc"]] == [1, 2, 3]
-    assert trainer.train_batch_idx == 3 * 23 and trainer.val_batch_idx == 3 * 6
-    assert len(board["train_loss"]) == 3 * 23 // 11  # every_n = int(23 batches / 2 points per epoch)
-    assert board["train_loss"][-1].y < board["train_loss"][0].y
-    assert board["val_acc"][-1].y > 0.6
+    check_training_board(model, trainer, min_val_acc=0.6)
 
 
 def test_clip_gradients_scales_the_joint_norm():

@@ -8,13 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-import d2lconv
+from book_support import check_training_board, imported_after, require_backend
 from d2lconv import reference
 
-BACKEND = d2lconv.get_backend()
-if BACKEND != "tensorflow":
-    pytest.skip(f"the book's TensorFlow dialect is tested in the tensorflow env (backend under test: {BACKEND})",
-                allow_module_level=True)
+require_backend("tensorflow", "TensorFlow")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -42,10 +39,7 @@ def digits():
 
 
 def test_import_loads_only_tensorflow():
-    code = ("import sys; from d2lconv.book import tensorflow as d2l; "
-            "print(sorted(m for m in ('torch', 'tensorflow', 'jax', 'mxnet') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['tensorflow']"
+    assert imported_after("from d2lconv.book import tensorflow as d2l") == "['tensorflow']"
     import d2lconv.book
 
     assert d2lconv.book.tf is d2l
@@ -145,13 +139,7 @@ def test_trainer_fit_trains_and_plots_at_fractional_epochs(digits):
     before = float(model.accuracy(model(X_val), tf.constant(y_val)))
     trainer = d2l.Trainer(max_epochs=3)
     trainer.fit(model, digits)
-    board = model.board.data
-    assert set(board) == {"train_loss", "val_loss", "val_acc"}
-    assert [p.x for p in board["val_acc"]] == [1, 2, 3]
-    assert trainer.train_batch_idx == 3 * 23 and trainer.val_batch_idx == 3 * 6
-    assert len(board["train_loss"]) == 3 * 23 // 11  # every_n = int(23 batches / 2 points per epoch)
-    assert board["train_loss"][-1].y < board["train_loss"][0].y
-    assert board["val_acc"][-1].y > max(0.6, before + 0.3)
+    check_training_board(model, trainer, min_val_acc=max(0.6, before + 0.3))
 
 
 def test_clip_gradients_scales_the_joint_norm():

@@ -1,19 +1,14 @@
 """The book's torch dialect, ``from d2lconv.book import torch as d2l``, used in the book's style."""
 
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-import d2lconv
+from book_support import check_training_board, imported_after, require_backend
 from d2lconv import reference
 
-BACKEND = d2lconv.get_backend()
-if BACKEND != "torch":
-    pytest.skip(f"the book's torch dialect is tested in the torch env (backend under test: {BACKEND})",
-                allow_module_level=True)
+require_backend("torch", "torch")
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
@@ -38,10 +33,7 @@ def digits():
 
 
 def test_import_loads_only_torch():
-    code = ("import sys; from d2lconv.book import torch as d2l; "
-            "print(sorted(m for m in ('torch', 'tensorflow', 'jax', 'mxnet') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['torch']"
+    assert imported_after("from d2lconv.book import torch as d2l") == "['torch']"
     import d2lconv.book
 
     assert d2lconv.book.pytorch is d2l
@@ -120,13 +112,7 @@ def test_trainer_fit_trains_and_plots_at_fractional_epochs(digits):
     trainer = d2l.Trainer(max_epochs=3)
     before = model.accuracy(model(torch.from_numpy(digits.arrays(False)[0])), torch.from_numpy(digits.arrays(False)[1]))
     trainer.fit(model, digits)
-    board = model.board.data
-    assert set(board) == {"train_loss", "val_loss", "val_acc"}
-    assert [p.x for p in board["val_acc"]] == [1, 2, 3]
-    assert trainer.train_batch_idx == 3 * 23 and trainer.val_batch_idx == 3 * 6
-    assert len(board["train_loss"]) == 3 * 23 // 11  # every_n = int(23 batches / 2 points per epoch)
-    assert board["train_loss"][-1].y < board["train_loss"][0].y
-    assert board["val_acc"][-1].y > max(0.6, before.item() + 0.3)
+    check_training_board(model, trainer, min_val_acc=max(0.6, before.item() + 0.3))
 
 
 def test_clip_gradients_scales_the_joint_norm():
