@@ -218,12 +218,13 @@ class LeNet(Classifier):
 
 class _Batches:
     """Batches of NumPy arrays, iterable again and again (as the book's ``tfds.as_numpy``
-    loader): ``len`` is the number of batches; with ``shuffle`` every pass has a new order."""
+    loader): ``len`` is the number of batches; with ``shuffle`` every pass has a new order, drawn
+    from a generator seeded by Python's ``random`` (as :func:`get_seed`: ``random.seed`` fixes it)."""
 
     def __init__(self, arrays, batch_size, shuffle):
         self.arrays, self.batch_size, self.shuffle = arrays, batch_size, shuffle
         self.size = len(arrays[0])
-        self.rng = np.random.default_rng()
+        self.rng = np.random.default_rng(random.getrandbits(64))
 
     def __len__(self):
         return -(-self.size // self.batch_size)
