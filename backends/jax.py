@@ -63,6 +63,20 @@ def _pool_fn(layout, init, op, window, stride, pads):
     return lambda x: _reduce_window(x, init, op, window, stride, pads)
 
 
+def _avg_pool_fn(layout, window, stride, pads, count_include_pad):
+    """``fn(x)``: average pooling of ``x`` in ``layout``; the divisor counts padded zeros or not."""
+    total, area = _pool_fn(layout, 0, lax.add, window, stride, pads), window[0] * window[1]
+    if count_include_pad or pads == ((0, 0), (0, 0)):
+        return lambda x: total(x) / area
+    fraction, spatial = inside_fraction(window, stride, pads), (1, 2) if layout == NHWC else (2, 3)
+
+    def inside_only(x):  # shapes are static under jit: the divisor is a constant
+        divisor = area * fraction(*(x.shape[i] for i in spatial), x.dtype)
+        return total(x) / (divisor[:, :, None] if layout == NHWC else divisor)
+
+    return inside_only
+
+
 class Module(LayerModule, nnx.Module):
     """A d2lconv layer as a Flax NNX module: ``nnx.Param`` attributes, child modules by name."""
 
@@ -123,11 +137,7 @@ class JaxBackend(Backend):
         return _pool_fn(NHWC, -np.inf, lax.max, window, stride, pads)
 
     def avg_pool_fn(self, window, stride, pads, count_include_pad):
-        total, area = _pool_fn(NHWC, 0, lax.add, window, stride, pads), window[0] * window[1]
-        if count_include_pad or pads == ((0, 0), (0, 0)):
-            return lambda x: total(x) / area
-        fraction = inside_fraction(window, stride, pads)
-        return lambda x: total(x) / (area * fraction(*x.shape[1:3], x.dtype)[:, :, None])
+        return _avg_pool_fn(NHWC, window, stride, pads, count_include_pad)
 
     def dense_fn(self):
         def dense(x, w, bias):
@@ -143,9 +153,8 @@ class JaxBackend(Backend):
     def nchw_max_pool_fn(self, window, stride, pads):
         return jax.jit(_pool_fn(NCHW, -np.inf, lax.max, window, stride, pads))
 
-    def nchw_avg_pool_fn(self, window, stride, pads):
-        total, area = _pool_fn(NCHW, 0, lax.add, window, stride, pads), window[0] * window[1]
-        return jax.jit(lambda x: total(x) / area)
+    def nchw_avg_pool_fn(self, window, stride, pads, count_include_pad):
+        return jax.jit(_avg_pool_fn(NCHW, window, stride, pads, count_include_pad))
 
     def value_and_grad(self, fn, argnums):
         return jax.value_and_grad(fn, argnums=argnums)

@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover - TF moved it
 
 TO_NHWC, TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 OIHW_TO_HWIO = (2, 3, 1, 0)
+NHWC_SPATIAL, NCHW_SPATIAL = (1, 2), (2, 3)  # the height and width axes
 # the same permutations as tensors, made once: a tuple is converted again on every call (~60 us)
 PERMUTATIONS = {perm: tf.constant(perm) for perm in (TO_NHWC, TO_NCHW, OIHW_TO_HWIO)}
 #: eager tensors up to this many elements are checked for NaN/inf through NumPy; beyond, copying
@@ -153,8 +154,14 @@ class TensorflowBackend(Backend):
 
         def conv(x, w, bias):
             same = maybe_same and all(t + b + 1 == k for (t, b), k in zip(pads, w.shape[2:]))
-            w = tf.transpose(w, OIHW_TO_HWIO)
-            y = tf.nn.conv2d(x, w, strides, "SAME") if same else tf.nn.conv2d(pad(x), w, strides, "VALID")
+            kernel, w = w.shape[2:], tf.transpose(w, OIHW_TO_HWIO)
+            if same:
+                y = tf.nn.conv2d(x, w, strides, "SAME")
+            elif stride == (1, 1):
+                y = tf.nn.conv2d(pad(x), w, strides, "VALID")
+            else:
+                x, safe = _safe_strides(pad(x), kernel, stride, NHWC_SPATIAL)
+                y = tf.nn.conv2d(x, w, (1, *safe, 1), "VALID")
             return y if bias is None else y + bias  # + : BiasAdd's gradient measured 7% of a step
 
         return conv
@@ -172,8 +179,7 @@ class TensorflowBackend(Backend):
         pool = self._pool_fn(tf.nn.avg_pool2d, window, stride, pads, 0)
         if count_include_pad or pads == NO_PADS:
             return pool
-        fraction = inside_fraction(window, stride, pads)
-        return lambda x: pool(x) / tf.constant(fraction(*x.shape[1:3], self.dtype(x))[None, :, :, None])
+        return _divided_by_inside_fraction(pool, window, stride, pads, self.dtype, nhwc=True)
 
     def dense_fn(self):
         def dense(x, w, bias):
@@ -214,8 +220,13 @@ class TensorflowBackend(Backend):
         strides, explicit = [1, 1, *stride], [0, 0, 0, 0, *pads[0], *pads[1]]
         nhwc_conv = self.conv2d_fn(stride, pads)
 
+        paddings = [[0, 0], [0, 0], *map(list, pads)]
+
         def direct(x, w):
-            w = _transposed(w, OIHW_TO_HWIO)
+            kernel, w = w.shape[2:], _transposed(w, OIHW_TO_HWIO)
+            if stride != (1, 1) and _risky_strides(x, pads, kernel, stride, NCHW_SPATIAL):
+                x, safe = _safe_strides(tf.pad(x, paddings), kernel, stride, NCHW_SPATIAL)
+                return tf.raw_ops.Conv2D(input=x, filter=w, strides=[1, 1, *safe], padding="VALID", data_format="NCHW")
             return tf.raw_ops.Conv2D(input=x, filter=w, strides=strides, padding="EXPLICIT",
                                      explicit_paddings=explicit, data_format="NCHW")
 
@@ -240,14 +251,16 @@ class TensorflowBackend(Backend):
     def nchw_max_pool_fn(self, window, stride, pads):
         transposing = _nchw_through_nhwc(self.max_pool_fn(window, stride, pads))
         direct = self._nchw_pool_fn(_raw_max_pool, window, stride, pads, -np.inf)
-        avg_pool = self.nchw_avg_pool_fn(window, stride, pads)
+        avg_pool = self.nchw_avg_pool_fn(window, stride, pads, True)
 
         checked = _max_pool_checked(direct, lambda y, x: self.max_pool_edges(y, x, window, avg_pool))
         return self._nchw_fn(checked, transposing, gradient=False)
 
-    def nchw_avg_pool_fn(self, window, stride, pads):
-        transposing = _nchw_through_nhwc(self.avg_pool_fn(window, stride, pads, True))
+    def nchw_avg_pool_fn(self, window, stride, pads, count_include_pad):
+        transposing = _nchw_through_nhwc(self.avg_pool_fn(window, stride, pads, count_include_pad))
         direct = self._nchw_pool_fn(_raw_avg_pool, window, stride, pads, 0)
+        if not count_include_pad and pads != NO_PADS:
+            direct = _divided_by_inside_fraction(direct, window, stride, pads, self.dtype)
         return self._nchw_fn(direct, transposing, gradient=True)
 
     def value_and_grad(self, fn, argnums):
@@ -302,6 +315,59 @@ class TensorflowBackend(Backend):
 
         per_model = per_model_fn(make)
         return lambda model, params, *args: per_model(model, params)(*args)
+
+
+def _divided_by_inside_fraction(pool, window, stride, pads, dtype_of, nhwc=False):
+    """``pool`` (counting padded zeros) divided by the share of each window inside the input.
+    The divisor is made per call: a constant made once would belong to one graph, and a plan
+    serves eager calls and traces alike (a rare path: count_include_pad=False with padding)."""
+    fraction = inside_fraction(window, stride, pads)
+
+    def pool_inside_only(x):
+        if nhwc:
+            divisor = fraction(*x.shape[1:3], dtype_of(x))[None, :, :, None]
+        else:
+            divisor = fraction(*x.shape[2:4], dtype_of(x))
+        return pool(x) / tf.constant(divisor)
+
+    return pool_inside_only
+
+
+def _rewrites(sizes, kernel, stride):
+    """Per spatial axis, how a strided convolution over padded ``sizes`` avoids the geometries
+    that TF's oneDNN float32 kernels get wrong (found by d2lconv's property tests on TF 2.21, x86:
+    a 1-channel forward pass whose stride-2+ axis has one output position and whose other axis
+    has stride 1 returns uninitialised values; the filter gradient of a 1 x 1 kernel at unequal
+    strides corrupts the heap): a single output position becomes a crop to the window, a window
+    of size 1 a strided slice, both at stride 1 (the same products and sums); else None."""
+    rewrites = []
+    for n, k, s in zip(sizes, kernel, stride):
+        if s == 1 or n is None:
+            rewrites.append(None)
+        elif n - k < s:
+            rewrites.append(slice(0, k))
+        elif k == 1:
+            rewrites.append(slice(None, None, s))
+        else:
+            rewrites.append(None)
+    return rewrites
+
+
+def _risky_strides(x, pads, kernel, stride, spatial):
+    sizes = [None if x.shape[a] is None else x.shape[a] + sum(p) for a, p in zip(spatial, pads)]
+    return _rewrites(sizes, kernel, stride) != [None, None]
+
+
+def _safe_strides(x, kernel, stride, spatial):
+    """``(x', stride')`` for the same VALID cross-correlation of padded ``x`` (see :func:`_rewrites`)."""
+    rewrites = _rewrites([x.shape[a] for a in spatial], kernel, stride)
+    if rewrites == [None, None]:
+        return x, stride
+    index = [slice(None)] * 4
+    for axis, rewrite in zip(spatial, rewrites):
+        if rewrite is not None:
+            index[axis] = rewrite
+    return x[tuple(index)], tuple(s if r is None else 1 for s, r in zip(stride, rewrites))
 
 
 def _raw_max_pool(x, **config):

@@ -163,10 +163,10 @@ class Backend:
         self._check_nchw("nchw_max_pool_fn")
         return self.max_pool_fn(window, stride, pads)
 
-    def nchw_avg_pool_fn(self, window, stride, pads):
-        """``fn(x)``: :meth:`avg_pool_fn` counting padded zeros, for NCHW ``x`` (NCHW out)."""
+    def nchw_avg_pool_fn(self, window, stride, pads, count_include_pad):
+        """``fn(x)``: :meth:`avg_pool_fn` for NCHW ``x`` (NCHW out)."""
         self._check_nchw("nchw_avg_pool_fn")
-        return self.avg_pool_fn(window, stride, pads, True)
+        return self.avg_pool_fn(window, stride, pads, count_include_pad)
 
     def _check_nchw(self, method: str) -> None:
         if self.layout != "NCHW":

@@ -24,12 +24,10 @@ stride, padding) and cached, so a repeated call costs about what the framework's
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from d2lconv import args, backend
-from d2lconv.pool_counts import inside_fraction
 from d2lconv.tensors import native, numpy_of, resolve_dtype
 from d2lconv.training import model_value_and_grad
 
@@ -124,20 +122,6 @@ def _cast(b, plan, values):
     return [b.cast(x, plan.dtype) if cast else x for x, cast in zip(values, plan.casts)]
 
 
-@dataclass(frozen=True)
-class _ConvPlan:
-    stride: args.Pair
-    pads: args.Pads
-    x_shape: tuple  # X as NCHW
-    w_shape: tuple  # the kernel as OIHW
-    out_shape: tuple  # the result as NCHW
-    shape: tuple  # the result as returned
-    dtype: np.dtype
-    casts: tuple  # per operand: cast to ``dtype`` (integers, bool)
-    kind: str  # "run", "empty" (a zero-size output) or "constant" (nothing to sum: the bias)
-    run: Callable | None  # the backend's conv on NCHW/OIHW tensors, built for this plan ("run")
-
-
 # per operator: (op, name of X, its layout and rank, name of the kernel, its layout and rank)
 _CONV_FORMS = {
     "conv2d": ("X", "(N, C, H, W)", 4, "W", "(O, C, kh, kw)", 4),
@@ -147,7 +131,9 @@ _CONV_FORMS = {
 }
 
 
-def _plan_conv(b, op, x_shape, w_shape, bias_shape, dtype_keys, stride, padding) -> _ConvPlan:
+def _plan_conv(b, op, x_shape, w_shape, bias_shape, dtype_keys, stride, padding) -> Callable:
+    """Check one configuration of a convolution operator and build ``fn(X, W, bias)`` for it:
+    for ``conv2d`` on operands of its dtype, the backend's own built operator and nothing else."""
     x_name, x_layout, x_rank, w_name, w_layout, w_rank = _CONV_FORMS[op]
     args.check_rank(x_shape, (x_rank,), x_name, x_layout, op)
     args.check_rank(w_shape, (w_rank,), w_name, w_layout, op)
@@ -169,10 +155,37 @@ def _plan_conv(b, op, x_shape, w_shape, bias_shape, dtype_keys, stride, padding)
     n = 1 if x4[0] is None else x4[0]  # a batch size unknown while a graph is traced
     size = args.output_size(x4[2:], w4[2:], stride, pads, op, n * x4[1], n * w4[0])
     out4 = (x4[0], w4[0], *size)
-    kept = 1 if w_rank == 4 and x_rank < 4 else (2 if x_rank < 4 else 0)  # axes the result drops
-    kind = "empty" if 0 in out4 else ("constant" if 0 in x4[1:] else "run")
-    run = b.nchw_conv2d_fn(stride, pads) if kind == "run" else None
-    return _ConvPlan(stride, pads, x4, w4, out4, out4[kept:], dtype, casts, kind, run)
+    shape = out4[1 if w_rank == 4 and x_rank < 4 else (2 if x_rank < 4 else 0):]  # the result's axes
+    if 0 in out4:
+        fn = _zeros_fn(b, shape, dtype)
+    elif 0 in x4[1:]:  # nothing to sum: the bias (only conv2d takes one), or zeros
+
+        def fn(X, W, bias):
+            Y = b.from_numpy(np.zeros(shape, dtype))
+            return Y if bias is None else Y + b.reshape(bias, (1, out4[1], 1, 1))
+
+    elif x4 == x_shape:  # conv2d: NCHW and OIHW already
+        fn = b.nchw_conv2d_fn(stride, pads)
+    else:
+        run = b.nchw_conv2d_fn(stride, pads)
+        fn = lambda X, W, bias: b.reshape(run(b.reshape(X, x4), b.reshape(W, w4), None), shape)  # noqa: E731
+    return _with_casts(b, fn, casts, dtype)
+
+
+def _zeros_fn(b, shape, dtype):
+    """``fn(*operands)``: zeros of ``shape`` (the result of an operator with an empty side)."""
+    return lambda *operands: b.from_numpy(np.zeros(shape, dtype))
+
+
+def _with_casts(b, fn, casts, dtype):
+    """``fn`` whose operands are first cast to ``dtype`` where ``casts`` says (integers, bool)."""
+    if True not in casts:
+        return fn
+
+    def cast_first(*operands):  # operands beyond ``casts`` (an absent bias) pass as they are
+        return fn(*[b.cast(x, dtype) if i < len(casts) and casts[i] else x for i, x in enumerate(operands)])
+
+    return cast_first
 
 
 def _conv(op, X, W, bias=None, stride=1, padding=0):
@@ -181,28 +194,14 @@ def _conv(op, X, W, bias=None, stride=1, padding=0):
     if not (b.is_native(X) and b.is_native(W) and (bias is None or b.is_native(bias))):
         form = _CONV_FORMS[op]
         X, W, bias = _to_natives(b, op, (form[0], form[3], "bias"), (X, W, bias))
-    x_shape, w_shape = b.shape(X), b.shape(W)
     if bias is None:
-        bias_shape, dtype_keys = None, (X.dtype, W.dtype)
+        key = (b, op, X.shape, W.shape, X.dtype, W.dtype, _key(stride), _key(padding))
     else:
-        bias_shape, dtype_keys = b.shape(bias), (X.dtype, W.dtype, bias.dtype)
-    plan = _cached(
-        _op_plans,
-        (b, op, x_shape, w_shape, bias_shape, dtype_keys, _key(stride), _key(padding)),
-        lambda: _plan_conv(b, op, x_shape, w_shape, bias_shape, dtype_keys, stride, padding),
-    )
-    if True in plan.casts:
-        X, W, *rest = _cast(b, plan, (X, W) if bias is None else (X, W, bias))
-        bias = rest[0] if rest else None
-    if plan.kind != "run":
-        Y = b.from_numpy(np.zeros(plan.shape, plan.dtype))
-        if plan.kind == "constant" and bias is not None:
-            Y = Y + b.reshape(bias, (1, plan.out_shape[1], 1, 1))  # only conv2d takes a bias
-        return Y
-    if plan.x_shape == x_shape:  # conv2d: NCHW and OIHW already
-        return plan.run(X, W, bias)
-    Y = plan.run(b.reshape(X, plan.x_shape), b.reshape(W, plan.w_shape), None)
-    return b.reshape(Y, plan.shape)
+        key = (b, op, X.shape, W.shape, X.dtype, W.dtype, bias.shape, bias.dtype, _key(stride), _key(padding))
+    fn = _cached(_op_plans, key, lambda: _plan_conv(
+        b, op, b.shape(X), b.shape(W), None if bias is None else b.shape(bias),
+        (X.dtype, W.dtype) if bias is None else (X.dtype, W.dtype, bias.dtype), stride, padding))
+    return fn(X, W, bias)
 
 
 def conv2d(X, W, bias=None, stride=1, padding=0):
@@ -251,20 +250,9 @@ def corr2d_multi_in_out_1x1(X, K):
 POOL_MODES = ("max", "avg")
 
 
-@dataclass(frozen=True)
-class _PoolPlan:
-    window: args.Pair
-    stride: args.Pair
-    pads: args.Pads
-    in_shape: tuple  # X as NCHW
-    out_shape: tuple  # the result, in X's rank
-    dtype: np.dtype
-    casts: tuple
-    divisor: np.ndarray | None  # cells inside each window, for count_include_pad=False
-    run: Callable  # the backend's pooling of NCHW tensors, built for this plan
-
-
-def _plan_pool(b, shape, dtype_key, pool_size, mode, stride, padding, count_include_pad) -> _PoolPlan:
+def _plan_pool(b, shape, dtype_key, pool_size, mode, stride, padding, count_include_pad) -> Callable:
+    """Check one configuration of ``pool2d`` and build ``fn(X)`` for it: for an (N, C, H, W)
+    operand of its dtype, the backend's own built pooling and nothing else."""
     op = "pool2d"
     if mode not in POOL_MODES:
         raise ValueError(f"{op}: mode must be one of {POOL_MODES}, got {mode!r}")
@@ -281,15 +269,17 @@ def _plan_pool(b, shape, dtype_key, pool_size, mode, stride, padding, count_incl
         raise ValueError(f"{op}: X must have a positive height and width, got shape {shape}")
     in_shape = (1,) * (4 - len(shape)) + shape
     planes = (1 if in_shape[0] is None else in_shape[0]) * in_shape[1]  # batch unknown in a traced graph
-    size = args.output_size(shape[-2:], window, stride, pads, op, planes, planes)
-    divisor = None
-    if mode == "avg" and not count_include_pad and pads != ((0, 0), (0, 0)):
-        divisor = inside_fraction(window, stride, pads)(*shape[-2:], dtype)
+    out_shape = shape[:-2] + args.output_size(shape[-2:], window, stride, pads, op, planes, planes)
+    if 0 in in_shape:
+        return _with_casts(b, _zeros_fn(b, out_shape, dtype), casts, dtype)
     if mode == "max":
-        run = b.nchw_max_pool_fn(window, stride, pads)
+        fn = b.nchw_max_pool_fn(window, stride, pads)
     else:
-        run = b.nchw_avg_pool_fn(window, stride, pads)
-    return _PoolPlan(window, stride, pads, in_shape, shape[:-2] + size, dtype, casts, divisor, run)
+        fn = b.nchw_avg_pool_fn(window, stride, pads, bool(count_include_pad))
+    if len(shape) != 4:
+        run = fn
+        fn = lambda X: b.reshape(run(b.reshape(X, in_shape)), out_shape)  # noqa: E731
+    return _with_casts(b, fn, casts, dtype)
 
 
 def pool2d(X, pool_size, mode="max", stride=None, padding=0, count_include_pad=True):
@@ -302,20 +292,11 @@ def pool2d(X, pool_size, mode="max", stride=None, padding=0, count_include_pad=T
     b = backend.current()
     if not b.is_native(X):
         (X,) = _to_natives(b, "pool2d", ("X",), (X,))
-    shape, dtype_key = b.shape(X), X.dtype
-    plan = _cached(
-        _op_plans,
-        (b, shape, dtype_key, _key(pool_size), _key(mode), _key(stride), _key(padding), _key(count_include_pad)),
-        lambda: _plan_pool(b, shape, dtype_key, pool_size, mode, stride, padding, count_include_pad),
-    )
-    if plan.casts[0]:
-        X = b.cast(X, plan.dtype)
-    if 0 in plan.in_shape:
-        return b.from_numpy(np.zeros(plan.out_shape, plan.dtype))
-    Y = plan.run(X if len(shape) == 4 else b.reshape(X, plan.in_shape))
-    if plan.divisor is not None:
-        Y = Y / b.from_numpy(plan.divisor)
-    return Y if len(shape) == 4 else b.reshape(Y, plan.out_shape)
+    # mode is checked against strings only: an invalid one never becomes a cached plan
+    key = (b, X.shape, X.dtype, _key(pool_size), mode, _key(stride), _key(padding), _key(count_include_pad))
+    fn = _cached(_op_plans, key, lambda: _plan_pool(
+        b, b.shape(X), X.dtype, pool_size, mode, stride, padding, count_include_pad))
+    return fn(X)
 
 
 def comp_conv2d(conv2d_layer, X):
