@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+import d2lconv
+
 from conftest import BACKEND
 from d2lconv import bench
 
@@ -47,6 +49,8 @@ def test_json_has_a_row_per_measurement(quick_run):
         assert {(r["op"], r["batch"]) for r in result["ops"]} == {(op, n) for op in ("conv2d", "max_pool", "avg_pool") for n in (1, 256)}
         variants = [r["variant"] for r in result["training"]]
         assert variants[0] == bench.TRAINER and len(variants) >= 2
+        # where the Trainer compiles only long runs, the compiled Trainer is measured too
+        assert (bench.TRAINER_COMPILED in variants) == bool(d2lconv.backend.load(BACKEND).compile_pays_after)
         for row in result["training"]:
             assert row["img_per_s"] > 0 and row["loss"] > 0, row
 

@@ -25,6 +25,7 @@ Python-loop helpers of :mod:`d2lconv.bench.loop`, and ``training_loops()``:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -46,6 +47,8 @@ from d2lconv.bench.timing import PeakMemory, calls_per_block, interleave, median
 LR = 0.1
 RESULT_MARK = "D2LCONV-BENCH-RESULT "
 TRAINER = "d2lconv Trainer.fit"
+#: where compiling is the Trainer's choice (torch: only for long runs), also measured compiled
+TRAINER_COMPILED = "d2lconv Trainer.fit(compile=True)"
 KERAS = "keras model.fit"
 #: environment variables that set the frameworks' thread counts, printed when set
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "XLA_FLAGS")
@@ -211,10 +214,11 @@ class InMemoryData:
         return iter([(d2lconv.tensor(self.val[0]), d2lconv.tensor(self.val[1]))])
 
 
-def trainer_fit(batches, val, epochs, lr, mark):
+def trainer_fit(batches, val, epochs, lr, mark, compile=None):
     """LeNet through d2lconv's public API: ``Trainer(max_epochs).fit(LeNet(lr), data)``."""
     model = d2lconv.LeNet(lr=lr, seed=0)
-    history = d2lconv.Trainer(max_epochs=epochs, progress=False).fit(model, InMemoryData(batches, val, mark))
+    trainer = d2lconv.Trainer(max_epochs=epochs, progress=False, compile=compile)
+    history = trainer.fit(model, InMemoryData(batches, val, mark))
     return history["train_loss"][-1]
 
 
@@ -261,6 +265,9 @@ def training_results(name: str, settings: Settings) -> tuple[list[dict], list[st
     for batch_size in settings.train_batch_sizes:
         batches = batches_of(X, y, batch_size)
         runs = {TRAINER: lambda: timed_fit(trainer_fit, batches, val, settings.epochs)}
+        if backend.load(name).compile_pays_after:
+            compiled = functools.partial(trainer_fit, compile=True)
+            runs[TRAINER_COMPILED] = lambda: timed_fit(compiled, batches, val, settings.epochs)
         for key, (_, fit) in loops.items():
             runs[key] = lambda fit=fit: timed_fit(fit, batches, val, settings.epochs)
         if not keras_skip:
@@ -412,5 +419,9 @@ def _print_training(rows, notes, settings):
     for r in rows:
         if "skipped" in r:
             print(f"  {r['variant']} (batch {r['batch']}) skipped: {r['skipped']}")
+    for compiled in [r for r in done if r["variant"] == TRAINER_COMPILED]:
+        others = [r for r in done if r["batch"] == compiled["batch"] and not r["variant"].startswith("d2lconv")]
+        print(f"  {TRAINER_COMPILED} / this, batch {compiled['batch']}: "
+              + ", ".join(f"{r['variant']} {compiled['img_per_s'] / r['img_per_s']:.2f}" for r in others))
     for note in notes:
         print(f"  {note}")
