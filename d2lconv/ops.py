@@ -117,11 +117,6 @@ def _from_data(b, x, where: str, dtype: np.dtype):
     return b.from_numpy(np.asarray(array, dtype=dtype, order="C"))
 
 
-def _cast(b, plan, values):
-    """``values`` (native) cast to the plan's dtype where the plan says so."""
-    return [b.cast(x, plan.dtype) if cast else x for x, cast in zip(values, plan.casts)]
-
-
 # per operator: (op, name of X, its layout and rank, name of the kernel, its layout and rank)
 _CONV_FORMS = {
     "conv2d": ("X", "(N, C, H, W)", 4, "W", "(O, C, kh, kw)", 4),
