@@ -140,10 +140,8 @@ class TorchBackend(Backend):
             return super().avg_pool_fn(window, stride, pads, count_include_pad)
         window, stride = _compact(window), _compact(stride)
         if padding is not None:
-            padding = _compact(padding)
-            if count_include_pad:
-                return lambda x: F.avg_pool2d(x, window, stride, padding)
-            return lambda x: F.avg_pool2d(x, window, stride, padding, count_include_pad=False)
+            padding = _compact(padding)  # positional: (..., ceil_mode, count_include_pad)
+            return lambda x: F.avg_pool2d(x, window, stride, padding, False, count_include_pad)
         pad = _torch_pad(pads)
         return lambda x: F.avg_pool2d(F.pad(x, pad), window, stride)
 
