@@ -168,6 +168,12 @@ class Backend:
         self._check_nchw("nchw_avg_pool_fn")
         return self.avg_pool_fn(window, stride, pads, count_include_pad)
 
+    def image_conv2d_fn(self, x_shape, w_shape):
+        """``fn(x, w, None)``: the cross-correlation of one NCHW image of shape ``x_shape`` (N = 1)
+        with OIHW kernels of shape ``w_shape``, at stride 1 without padding (the book's ``corr2d``
+        forms, built once per shape); by default :meth:`nchw_conv2d_fn`."""
+        return self.nchw_conv2d_fn((1, 1), ((0, 0), (0, 0)))
+
     def _check_nchw(self, method: str) -> None:
         if self.layout != "NCHW":
             raise NotImplementedError(f"backend {self.name!r} computes in {self.layout}: it must define {method}")
