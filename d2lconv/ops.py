@@ -45,15 +45,12 @@ def _key(value):
     return tuple(map(_key, value)) if kind is tuple or kind is list else (kind, value)
 
 
-def _cached(plans: dict, key, make):
-    """``make()`` computed once per ``key`` (not cached when the key cannot be hashed)."""
+def _remember(plans: dict, key, plan):
+    """``plan``, kept under ``key`` (unless the key cannot be hashed)."""
     try:
-        plan = plans.get(key)
-    except TypeError:  # an unhashable argument, e.g. a dict given as padding: make() says why
-        return make()
-    if plan is not None:
+        hash(key)
+    except TypeError:
         return plan
-    plan = make()
     if len(plans) >= _CACHE_SIZE:
         plans.clear()
     plans[key] = plan
@@ -104,7 +101,10 @@ def _to_natives(b, op: str, names: tuple, values: tuple) -> list:
     """``values`` with every operand that is not a native tensor converted to the compute dtype
     (the rule in the module docstring); native tensors are left for the plan to cast."""
     keys = tuple(None if x is None or not b.is_native(x) else x.dtype for x in values)
-    compute, _ = _cached(_dtype_plans, (op, names, keys), lambda: _plan_dtypes(op, names, keys))
+    try:
+        compute, _ = _dtype_plans[op, names, keys]
+    except KeyError:
+        compute, _ = _remember(_dtype_plans, (op, names, keys), _plan_dtypes(op, names, keys))
     return [
         x if key is not None or x is None else _from_data(b, x, f"{op}: {name}", compute)
         for name, x, key in zip(names, values, keys)
@@ -189,13 +189,20 @@ def _conv(op, X, W, bias=None, stride=1, padding=0):
     if not (b.is_native(X) and b.is_native(W) and (bias is None or b.is_native(bias))):
         form = _CONV_FORMS[op]
         X, W, bias = _to_natives(b, op, (form[0], form[3], "bias"), (X, W, bias))
-    if bias is None:
-        key = (b, op, X.shape, W.shape, X.dtype, W.dtype, _key(stride), _key(padding))
+    if type(stride) is int and type(padding) is int:  # the usual call: ints are their own keys
+        arguments = (stride, padding)
     else:
-        key = (b, op, X.shape, W.shape, X.dtype, W.dtype, bias.shape, bias.dtype, _key(stride), _key(padding))
-    fn = _cached(_op_plans, key, lambda: _plan_conv(
-        b, op, b.shape(X), b.shape(W), None if bias is None else b.shape(bias),
-        (X.dtype, W.dtype) if bias is None else (X.dtype, W.dtype, bias.dtype), stride, padding))
+        arguments = (_key(stride), _key(padding))
+    if bias is None:
+        key = (b, op, X.shape, W.shape, X.dtype, W.dtype, arguments)
+    else:
+        key = (b, op, X.shape, W.shape, X.dtype, W.dtype, bias.shape, bias.dtype, arguments)
+    try:
+        fn = _op_plans[key]
+    except (KeyError, TypeError):  # TypeError: an unhashable argument, which the plan rejects
+        fn = _remember(_op_plans, key, _plan_conv(
+            b, op, b.shape(X), b.shape(W), None if bias is None else b.shape(bias),
+            (X.dtype, W.dtype) if bias is None else (X.dtype, W.dtype, bias.dtype), stride, padding))
     return fn(X, W, bias)
 
 
@@ -288,9 +295,16 @@ def pool2d(X, pool_size, mode="max", stride=None, padding=0, count_include_pad=T
     if not b.is_native(X):
         (X,) = _to_natives(b, "pool2d", ("X",), (X,))
     # mode is checked against strings only: an invalid one never becomes a cached plan
-    key = (b, X.shape, X.dtype, _key(pool_size), mode, _key(stride), _key(padding), _key(count_include_pad))
-    fn = _cached(_op_plans, key, lambda: _plan_pool(
-        b, b.shape(X), X.dtype, pool_size, mode, stride, padding, count_include_pad))
+    if type(pool_size) is int and (stride is None or type(stride) is int) and type(padding) is int \
+            and type(count_include_pad) is bool:  # the usual call: _key's values without its calls
+        key = (b, X.shape, X.dtype, mode, pool_size, stride, padding, (bool, count_include_pad))
+    else:
+        key = (b, X.shape, X.dtype, mode, _key(pool_size), _key(stride), _key(padding), _key(count_include_pad))
+    try:
+        fn = _op_plans[key]
+    except (KeyError, TypeError):  # TypeError: an unhashable argument, which the plan rejects
+        fn = _remember(_op_plans, key, _plan_pool(
+            b, b.shape(X), X.dtype, pool_size, mode, stride, padding, count_include_pad))
     return fn(X)
 
 
