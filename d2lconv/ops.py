@@ -101,10 +101,10 @@ def _to_natives(b, op: str, names: tuple, values: tuple) -> list:
     """``values`` with every operand that is not a native tensor converted to the compute dtype
     (the rule in the module docstring); native tensors are left for the plan to cast."""
     keys = tuple(None if x is None or not b.is_native(x) else x.dtype for x in values)
-    try:
-        compute, _ = _dtype_plans[op, names, keys]
-    except KeyError:
-        compute, _ = _remember(_dtype_plans, (op, names, keys), _plan_dtypes(op, names, keys))
+    plan = _dtype_plans.get((op, names, keys))
+    if plan is None:
+        plan = _remember(_dtype_plans, (op, names, keys), _plan_dtypes(op, names, keys))
+    compute, _ = plan
     return [
         x if key is not None or x is None else _from_data(b, x, f"{op}: {name}", compute)
         for name, x, key in zip(names, values, keys)
@@ -198,8 +198,10 @@ def _conv(op, X, W, bias=None, stride=1, padding=0):
     else:
         key = (b, op, X.shape, W.shape, X.dtype, W.dtype, bias.shape, bias.dtype, arguments)
     try:
-        fn = _op_plans[key]
-    except (KeyError, TypeError):  # TypeError: an unhashable argument, which the plan rejects
+        fn = _op_plans.get(key)
+    except TypeError:  # an unhashable argument: building the plan says what is wrong with it
+        fn = None
+    if fn is None:  # built outside the except block, so its errors carry no look-up traceback
         fn = _remember(_op_plans, key, _plan_conv(
             b, op, b.shape(X), b.shape(W), None if bias is None else b.shape(bias),
             (X.dtype, W.dtype) if bias is None else (X.dtype, W.dtype, bias.dtype), stride, padding))
@@ -301,8 +303,10 @@ def pool2d(X, pool_size, mode="max", stride=None, padding=0, count_include_pad=T
     else:
         key = (b, X.shape, X.dtype, mode, _key(pool_size), _key(stride), _key(padding), _key(count_include_pad))
     try:
-        fn = _op_plans[key]
-    except (KeyError, TypeError):  # TypeError: an unhashable argument, which the plan rejects
+        fn = _op_plans.get(key)
+    except TypeError:  # an unhashable argument: building the plan says what is wrong with it
+        fn = None
+    if fn is None:
         fn = _remember(_op_plans, key, _plan_pool(
             b, b.shape(X), X.dtype, pool_size, mode, stride, padding, count_include_pad))
     return fn(X)

@@ -118,3 +118,25 @@ def test_reference_general_forms_agree_with_the_books_loops():
         np.testing.assert_allclose(
             reference.pool2d(X[None], (2, 3), (1, 1), mode=mode)[0, 1], reference.pool2d_book(X[1], (2, 3), mode)
         )
+
+
+def test_conv2d_follows_the_kernel_of_each_call(d2l):
+    """Calls of one configuration with other kernels (new tensors, a freed one's successor, or a
+    TensorFlow variable changed in place) give each call's own result: no stale kernel is kept."""
+    X = _array(0, (1, 2, 7, 6)).astype(np.float32)  # float32: the kernels' fast paths
+    Xd = d2l.tensor(X)
+    K = [_array(seed, (3, 2, 3, 3)).astype(np.float32) for seed in range(3)]
+    live = [d2l.tensor(k) for k in K]
+    for i in (0, 1, 0, 2, 2, 1):
+        assert_close(d2l.conv2d(Xd, live[i], padding=1), reference.conv2d(X, K[i], padding=((1, 1), (1, 1))))
+    del live  # the next kernels may take their memory and ids
+    for k in (2 * K[0], 3 * K[0]):
+        assert_close(d2l.conv2d(Xd, d2l.tensor(k), padding=1), reference.conv2d(X, k, padding=((1, 1), (1, 1))))
+    if d2l.get_backend() == "tensorflow":
+        import tensorflow as tf
+
+        K = _array(4, (3, 2, 3, 3)).astype(np.float32)
+        variable = tf.Variable(K)
+        d2l.conv2d(Xd, variable)
+        variable.assign(2 * K)
+        assert_close(d2l.conv2d(Xd, variable), reference.conv2d(X, 2 * K))
