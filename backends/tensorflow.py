@@ -38,12 +38,6 @@ NO_PADS = ((0, 0), (0, 0))
 EAGER_TENSOR = type(tf.constant(0.0))  # what eager operations return (immutable)
 
 
-def _pad_nhwc(x, pads, value):
-    if pads == ((0, 0), (0, 0)):
-        return x
-    return tf.pad(x, [[0, 0], *pads, [0, 0]], constant_values=value)
-
-
 def _pad_fn(pads, value):
     """``fn(x)``: NHWC ``x`` padded by the pairs ``pads`` with ``value``; ``x`` itself if none."""
     if pads == NO_PADS:
@@ -162,7 +156,8 @@ class TensorflowBackend(Backend):
             elif stride == (1, 1):
                 y = tf.nn.conv2d(pad(x), w, strides, "VALID")
             else:
-                x, safe = _safe_strides(pad(x), kernel, stride, NHWC_SPATIAL)
+                rewrites = _rewrites(x, pads, kernel, stride, NHWC_SPATIAL)
+                x, safe = _rewritten(pad(x), rewrites, stride, NHWC_SPATIAL)
                 y = tf.nn.conv2d(x, w, (1, *safe, 1), "VALID")
             return y if bias is None else y + bias  # + : BiasAdd's gradient measured 7% of a step
 
@@ -227,8 +222,9 @@ class TensorflowBackend(Backend):
 
         def direct(x, w):
             kernel, w = w.shape[2:], hwio(w)
-            if stride != (1, 1) and _risky_strides(x, pads, kernel, stride, NCHW_SPATIAL):
-                x, safe = _safe_strides(tf.pad(x, paddings), kernel, stride, NCHW_SPATIAL)
+            rewrites = None if stride == (1, 1) else _rewrites(x, pads, kernel, stride, NCHW_SPATIAL)
+            if rewrites is not None:
+                x, safe = _rewritten(tf.pad(x, paddings), rewrites, stride, NCHW_SPATIAL)
                 return tf.raw_ops.Conv2D(input=x, filter=w, strides=[1, 1, *safe], padding="VALID", data_format="NCHW")
             return tf.raw_ops.Conv2D(input=x, filter=w, strides=strides, padding="EXPLICIT",
                                      explicit_paddings=explicit, data_format="NCHW")
@@ -336,35 +332,32 @@ def _divided_by_inside_fraction(pool, window, stride, pads, dtype_of, nhwc=False
     return pool_inside_only
 
 
-def _rewrites(sizes, kernel, stride):
-    """Per spatial axis, how a strided convolution over padded ``sizes`` avoids the geometries
-    that TF's oneDNN float32 kernels get wrong (found by d2lconv's property tests on TF 2.21, x86:
-    a 1-channel forward pass whose stride-2+ axis has one output position and whose other axis
-    has stride 1 returns uninitialised values; the filter gradient of a 1 x 1 kernel at unequal
-    strides corrupts the heap): a single output position becomes a crop to the window, a window
-    of size 1 a strided slice, both at stride 1 (the same products and sums); else None."""
+def _rewrites(x, pads, kernel, stride, spatial):
+    """Per spatial axis, how a strided convolution over ``x`` padded by ``pads`` avoids the
+    geometries that TF's oneDNN float32 kernels get wrong (found by d2lconv's property tests on
+    TF 2.21, x86: a 1-channel forward pass whose stride-2+ axis has one output position and whose
+    other axis has stride 1 returns uninitialised values; the filter gradient of a 1 x 1 kernel at
+    unequal strides corrupts the heap): a single output position becomes a crop to the window, a
+    window of size 1 a strided slice, both at stride 1 (the same products and sums). None where
+    no axis needs a rewrite."""
     rewrites = []
-    for n, k, s in zip(sizes, kernel, stride):
+    for axis, pair, k, s in zip(spatial, pads, kernel, stride):
+        n = x.shape[axis]
         if s == 1 or n is None:
             rewrites.append(None)
-        elif n - k < s:
+        elif n + sum(pair) - k < s:
             rewrites.append(slice(0, k))
         elif k == 1:
             rewrites.append(slice(None, None, s))
         else:
             rewrites.append(None)
-    return rewrites
+    return None if rewrites == [None, None] else rewrites
 
 
-def _risky_strides(x, pads, kernel, stride, spatial):
-    sizes = [None if x.shape[a] is None else x.shape[a] + sum(p) for a, p in zip(spatial, pads)]
-    return _rewrites(sizes, kernel, stride) != [None, None]
-
-
-def _safe_strides(x, kernel, stride, spatial):
-    """``(x', stride')`` for the same VALID cross-correlation of padded ``x`` (see :func:`_rewrites`)."""
-    rewrites = _rewrites([x.shape[a] for a in spatial], kernel, stride)
-    if rewrites == [None, None]:
+def _rewritten(x, rewrites, stride, spatial):
+    """``(x', stride')``: the padded input and stride of the same VALID cross-correlation with
+    ``rewrites`` (from :func:`_rewrites` on the unpadded input) applied; as given if None."""
+    if rewrites is None:
         return x, stride
     index = [slice(None)] * 4
     for axis, rewrite in zip(spatial, rewrites):
