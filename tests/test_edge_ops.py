@@ -1,6 +1,7 @@
 """Hostile inputs to the operators and tensors: the edge semantics of docs/CONTRACT.md, on every
 backend, against the NumPy reference or the stated error (type and message)."""
 
+import importlib
 import re
 
 import numpy as np
@@ -62,6 +63,21 @@ def test_pooling_propagates_nan_and_infinities_like_numpy(d2l, mode, window, str
     w = args.int_pair(window, "w")
     s = w if stride is None else args.stride_pair(stride)
     _same(Y, _pool_ref(SPECIAL, w, mode, s, args.padding_pairs(padding, w, s)))
+
+
+@pytest.mark.parametrize("checked_by", ["numpy", "framework"])
+def test_max_pool_finds_nan_by_either_check(d2l, monkeypatch, checked_by):
+    """Backends whose max pooling skips NaN check the input first: through NumPy up to a size,
+    beyond it by the framework's own reduction. Both must see NaN and -inf (SPECIAL is small, so
+    the limit is lowered to reach the framework's check)."""
+    module = importlib.import_module(f"d2lconv.backends.{BACKEND}")
+    if not hasattr(module, "FINITE_IN_NUMPY_UP_TO"):
+        pytest.skip(f"the {BACKEND} backend's max pooling keeps NaN without a check by size")
+    if checked_by == "framework":
+        monkeypatch.setattr(module, "FINITE_IN_NUMPY_UP_TO", 0)
+    X = np.stack([SPECIAL, np.nan_to_num(SPECIAL, nan=1.0)])[:, None]
+    for padding in (0, 1):
+        _same(d2l.pool2d(X, 2, "max", 1, padding), _pool_ref(X, (2, 2), "max", (1, 1), ((padding,) * 2,) * 2))
 
 
 def test_max_pool_of_neg_inf_with_padding_stays_neg_inf(d2l):
