@@ -48,9 +48,11 @@ def lenet():
     return net
 
 
-def _fit(compiled: bool):
+def _fit(compiled: bool, channels_last: bool = False):
     def fit(batches, val, epochs, lr, mark):
         net = lenet()
+        if channels_last:  # torch's advice for CPU convolutions: oneDNN's NHWC kernels
+            net = net.to(memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(net.parameters(), lr=lr)
 
         def forward_loss(X, y):
@@ -81,4 +83,6 @@ def training_loops():
     return {
         "torch eager": ("nn.Sequential + optim.SGD, eager", _fit(False)),
         "torch compiled": ("the same, forward+loss under torch.compile", _fit(True)),
+        "torch eager, channels_last": ("the eager loop with net.to(memory_format=torch.channels_last)", _fit(False, True)),
+        "torch compiled, channels_last": ("the compiled loop, channels_last", _fit(True, True)),
     }
