@@ -5,7 +5,7 @@ every layout conversion at a container's edges, and a batch size other than the 
 import numpy as np
 import pytest
 
-from conftest import assert_close
+from conftest import BACKEND, assert_close
 from d2lconv import reference
 from test_layers import expected_lenet_params, lenet_reference
 
@@ -69,3 +69,21 @@ def test_a_built_max_pool_keeps_nan_and_minus_inf(d2l, padding):
     net = d2l.Sequential(d2l.MaxPool2d(2, padding=padding))
     actual = d2l.to_numpy(_twice(net, d2l, first, second))
     np.testing.assert_array_equal(actual, expected.astype(np.float32))
+
+
+def test_torch_keeps_conv_weights_channels_last(d2l):
+    """On torch every conv weight is stored channels-last (channels the fastest axis), the one-
+    input-channel kernel of LeNet's first layer too, so a model's activations stay NHWC in memory
+    on oneDNN's kernels; shapes and values stay OIHW, as ``get_params`` and the reference see."""
+    from d2lconv.params import named_params
+
+    if BACKEND != "torch":
+        pytest.skip(f"memory formats are torch's (backend under test: {BACKEND})")
+    net = d2l.LeNet(seed=0)
+    X = np.random.default_rng(5).standard_normal((2, 1, 28, 28))
+    net(d2l.tensor(X))
+    weights = [p for p in named_params(net).values() if p.dim() == 4]
+    assert [tuple(w.shape) for w in weights] == [(6, 1, 5, 5), (16, 6, 5, 5)]
+    assert all(w.stride()[1] == 1 and w.stride()[3] == w.shape[1] for w in weights), [w.stride() for w in weights]
+    for name, value in d2l.get_params(net).items():
+        np.testing.assert_array_equal(value, expected_lenet_params(0)[name])
