@@ -65,9 +65,11 @@ class Module(LayerModule, torch.nn.Module):
 class TorchBackend(Backend):
     name = "torch"
     # torch.compile of LeNet's step, measured on a 2-core CPU: 21 s the first time on a machine,
-    # ~5 s in each new process after (inductor's on-disk cache), ~0.1 s again in one process; it
-    # saves 13-16 us an image (batch 32-256): a million images repay most of a cold compile
-    compile_pays_after = 1_000_000
+    # 2-5 s in each new process after (inductor's on-disk cache), ~0.2 s again in one process.
+    # With channels-last conv weights (new_param) the eager step runs oneDNN's NHWC kernels and
+    # compiling saves ~2 us an image at batch 256 (51.7 vs 53.8 us) and nothing at batch 32
+    # (75 vs 72 us): only a run of ten million images repays a cold compile
+    compile_pays_after = 10_000_000
     device = "cpu"  # where new tensors and parameters go; use_gpu() moves it
 
     def devices(self):
