@@ -100,7 +100,8 @@ class Backend:
     # A backend defines the built operators below; the base class adds count_include_pad=False.
     def conv2d_fn(self, stride, pads):
         """``fn(x, w, bias_or_None)``: cross-correlation with ``stride`` and ``pads`` fixed, ``x``
-        in :attr:`layout`, ``w`` OIHW, ``bias`` of shape (O,) or None. Built once per layer."""
+        in :attr:`layout`, ``w`` as :meth:`stored` gives it (OIHW unless the backend keeps its own
+        layout), ``bias`` of shape (O,) or None. Built once per layer."""
         raise NotImplementedError(f"backend {self.name!r} does not implement conv2d")
 
     def max_pool_fn(self, window, stride, pads):
@@ -224,8 +225,14 @@ class Backend:
         return getattr(module, name, None)
 
     def value(self, param):
-        """The tensor a parameter holds, as operators take it."""
+        """The tensor a parameter holds, in the contract's layout (OIHW conv weights), as the
+        checked operators take it."""
         return param
+
+    def stored(self, param):
+        """A parameter as the built operators take it (:meth:`conv2d_fn`, :meth:`dense_fn`):
+        :meth:`value`, unless the backend keeps a layout of its own (TensorFlow: HWIO)."""
+        return self.value(param)
 
     def assign(self, param, value) -> None:
         """Overwrite a parameter in place with a NumPy array or a native tensor."""

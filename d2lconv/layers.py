@@ -76,8 +76,9 @@ class Layer:
         raise NotImplementedError
 
     def native_fn(self, b):
-        """``fn(x, *param_values)`` in ``b.layout``, values in :attr:`param_names` order: the
-        forward pass as ``b``'s framework calls, every configuration fixed now."""
+        """``fn(x, *param_values)`` in ``b.layout``, values in :attr:`param_names` order as
+        ``b.stored`` gives them: the forward pass as ``b``'s framework calls, every configuration
+        fixed now."""
         raise NotImplementedError
 
 
@@ -324,19 +325,20 @@ def build(module, x):
         rng = layer.rng or generator()
         for name, value in layer.initial_values(rng, b.shape(x_nchw)).items():
             b.add_param(module, name, value)
-    values = [b.value(b.param(module, name)) for name in layer.param_names]
-    layer.apply(dict(zip(layer.param_names, values)), x_nchw)  # checked: clear errors on bad input
+    params = [b.param(module, name) for name in layer.param_names]
+    layer.apply(dict(zip(layer.param_names, map(b.value, params))), x_nchw)  # checked: clear errors on bad input
     module.d2l_native = layer.native_fn(b)
     module.d2l_fn = _leaf_fn(b, module.d2l_native, layer.param_names)
-    return module.d2l_native(x, *values)  # one eager call, which a framework's op may learn shapes from
+    return module.d2l_native(x, *map(b.stored, params))  # one eager call, which a framework's op may learn shapes from
 
 
 def _leaf_fn(b, fn, param_names):
-    """``fn(x, *values)`` as ``f(module, x)`` reading the module's parameters at each call."""
-    param, value = b.param, b.value
+    """``fn(x, *values)`` as ``f(module, x)`` reading the module's parameters (as the backend
+    stores them) at each call."""
+    param, stored = b.param, b.stored
     if not param_names:
         return lambda module, x: fn(x)
-    return lambda module, x: fn(x, *[value(param(module, name)) for name in param_names])
+    return lambda module, x: fn(x, *[stored(param(module, name)) for name in param_names])
 
 
 def _container_fn(b, child_names):
