@@ -71,10 +71,11 @@ def _check_built(model, op: str) -> None:
 
 
 def get_params(model) -> dict[str, np.ndarray]:
-    """Every parameter as a NumPy array (a copy), keyed by canonical name; the model must be built."""
+    """Every parameter as a C-contiguous NumPy array (a copy, whatever the framework's memory
+    layout), keyed by canonical name; the model must be built."""
     b = _check_model(model, "get_params")
     _check_built(model, "get_params")
-    return {name: np.array(b.to_numpy(b.value(p))) for name, p in named_params(model).items()}
+    return {name: np.array(b.to_numpy(b.value(p)), order="C") for name, p in named_params(model).items()}
 
 
 def _built_shapes(layer, given: dict) -> dict:

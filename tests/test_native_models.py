@@ -86,4 +86,5 @@ def test_torch_keeps_conv_weights_channels_last(d2l):
     assert [tuple(w.shape) for w in weights] == [(6, 1, 5, 5), (16, 6, 5, 5)]
     assert all(w.stride()[1] == 1 and w.stride()[3] == w.shape[1] for w in weights), [w.stride() for w in weights]
     for name, value in d2l.get_params(net).items():
+        assert value.flags["C_CONTIGUOUS"], name
         np.testing.assert_array_equal(value, expected_lenet_params(0)[name])
