@@ -287,7 +287,7 @@ class TensorflowBackend(Backend):
         return tf.Variable(array.transpose(OIHW_TO_HWIO) if array.ndim == 4 else array, name=name)
 
     def value(self, param):
-        return _transposed(param, HWIO_TO_OIHW) if param.shape.rank == 4 else param
+        return _as_contract(param)
 
     def stored(self, param):
         return param
@@ -302,7 +302,7 @@ class TensorflowBackend(Backend):
 
             def value_and_grad(*args):
                 loss, grads = loss_and_grads(model, variables, *args)
-                return loss, {name: _transposed(g, HWIO_TO_OIHW) if g.shape.rank == 4 else g for name, g in zip(names, grads)}
+                return loss, {name: _as_contract(grad) for name, grad in zip(names, grads)}
 
             return _compiled(value_and_grad, compile)
 
@@ -381,6 +381,12 @@ def _raw_max_pool(x, **config):
 
 def _raw_avg_pool(x, **config):
     return tf.raw_ops.AvgPool(value=x, **config)
+
+
+def _as_contract(x):
+    """A parameter (or its gradient) as the contract lays it out: a 4-D one is an HWIO conv
+    weight, given as OIHW; others are already in the contract's layout."""
+    return _transposed(x, HWIO_TO_OIHW) if x.shape.rank == 4 else x
 
 
 def _transposed(x, perm):

@@ -326,10 +326,10 @@ def build(module, x):
         for name, value in layer.initial_values(rng, b.shape(x_nchw)).items():
             b.add_param(module, name, value)
     params = [b.param(module, name) for name in layer.param_names]
-    layer.apply(dict(zip(layer.param_names, map(b.value, params))), x_nchw)  # checked: clear errors on bad input
+    layer.apply(dict(zip(layer.param_names, map(b.value, params))), x_nchw)  # checked: clear errors
     module.d2l_native = layer.native_fn(b)
     module.d2l_fn = _leaf_fn(b, module.d2l_native, layer.param_names)
-    return module.d2l_native(x, *map(b.stored, params))  # one eager call, which a framework's op may learn shapes from
+    return module.d2l_native(x, *map(b.stored, params))  # one eager call: ops may learn shapes from it
 
 
 def _leaf_fn(b, fn, param_names):

@@ -83,6 +83,7 @@ def training_loops():
     return {
         "torch eager": ("nn.Sequential + optim.SGD, eager", _fit(False)),
         "torch compiled": ("the same, forward+loss under torch.compile", _fit(True)),
-        "torch eager, channels_last": ("the eager loop with net.to(memory_format=torch.channels_last)", _fit(False, True)),
+        "torch eager, channels_last": (
+            "the eager loop with net.to(memory_format=torch.channels_last)", _fit(False, True)),
         "torch compiled, channels_last": ("the compiled loop, channels_last", _fit(True, True)),
     }
