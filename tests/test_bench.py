@@ -53,6 +53,9 @@ def test_json_has_a_row_per_measurement(quick_run):
         assert (bench.TRAINER_COMPILED in variants) == bool(d2lconv.backend.load(BACKEND).compile_pays_after)
         for row in result["training"]:
             assert row["img_per_s"] > 0 and row["loss"] > 0, row
+            rounds = [] if row["variant"] == bench.TRAINER else [
+                this["total_s"] / trainer["total_s"] for trainer, this in zip(result["training"][0]["runs"], row["runs"])]
+            assert row["trainer_over_this_by_round"] == pytest.approx(rounds), row
 
 
 def test_a_missing_backend_is_skipped_with_the_reason(capsys, monkeypatch):

@@ -281,6 +281,7 @@ def training_results(name: str, settings: Settings) -> tuple[list[dict], list[st
 def _training_row(key, batch_size, settings, runs, trainer_runs) -> dict:
     """Medians over the rounds; ``trainer_over_this`` is the ratio of the median throughputs
     (per-round pairs are too few, and this machine's load too bursty, for a median of ratios);
+    ``trainer_over_this_by_round`` is the same ratio within each round, which shows the spread;
     ``runs`` keeps every round's figures."""
     if any("skipped" in run for run in runs):
         return {"variant": key, "batch": batch_size, "skipped": next(run["skipped"] for run in runs if "skipped" in run)}
@@ -298,6 +299,8 @@ def _training_row(key, batch_size, settings, runs, trainer_runs) -> dict:
         "loss": median([run["loss"] for run in runs]),
         "extra_mib": median([run["extra_mib"] for run in runs]),
         "trainer_over_this": float("nan") if key == TRAINER else throughput(trainer_runs) / throughput(runs),
+        "trainer_over_this_by_round": [] if key == TRAINER else [
+            this["total_s"] / trainer["total_s"] for trainer, this in zip(trainer_runs, runs)],
         "runs": runs,
     }
 
@@ -411,11 +414,17 @@ def _print_training(rows, notes, settings):
     print(f"\nLeNet training, {settings.train_size} synthetic 28x28 images x {settings.epochs} epochs, lr {LR}, "
           f"median of {settings.train_rounds} interleaved rounds (goal: Trainer/this >= 1.0)")
     print("img/s: whole run incl. model creation and compilation; first epoch s: incl. compilation; "
-          "steady img/s: later epochs; extra MiB: peak RSS above the run's start")
+          "steady img/s: later epochs; extra MiB: peak RSS above the run's start; "
+          "by round: the lowest and highest Trainer/this within one round")
     done = [r for r in rows if "skipped" not in r]
-    print(table(["variant", "batch", "img/s", "1st epoch s", "steady img/s", "loss", "extra MiB", "Trainer/this"],
+
+    def spread(ratios):
+        return f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
+
+    print(table(["variant", "batch", "img/s", "1st epoch s", "steady img/s", "loss", "extra MiB", "Trainer/this",
+                 "by round"],
                 [[r["variant"], r["batch"], r["img_per_s"], r["first_epoch_s"], r["steady_img_per_s"], r["loss"],
-                  r["extra_mib"], r["trainer_over_this"]] for r in done]))
+                  r["extra_mib"], r["trainer_over_this"], spread(r["trainer_over_this_by_round"])] for r in done]))
     for r in rows:
         if "skipped" in r:
             print(f"  {r['variant']} (batch {r['batch']}) skipped: {r['skipped']}")
