@@ -65,16 +65,21 @@ def test_pooling_propagates_nan_and_infinities_like_numpy(d2l, mode, window, str
     _same(Y, _pool_ref(SPECIAL, w, mode, s, args.padding_pairs(padding, w, s)))
 
 
-@pytest.mark.parametrize("checked_by", ["numpy", "framework"])
+@pytest.mark.parametrize("checked_by", ["numpy", "numpy after reading the context", "framework"])
 def test_max_pool_finds_nan_by_either_check(d2l, monkeypatch, checked_by):
-    """Backends whose max pooling skips NaN check the input first: through NumPy up to a size,
-    beyond it by the framework's own reduction. Both must see NaN and -inf (SPECIAL is small, so
-    the limit is lowered to reach the framework's check)."""
+    """Backends whose max pooling skips NaN check the input first: through NumPy up to a size
+    (MXNet: for host arrays, the context read where a GPU exists), beyond it by the framework's
+    own reduction. Each must see NaN and -inf (SPECIAL is small, so the limit is lowered to reach
+    the framework's check)."""
     module = importlib.import_module(f"d2lconv.backends.{BACKEND}")
     if not hasattr(module, "FINITE_IN_NUMPY_UP_TO"):
         pytest.skip(f"the {BACKEND} backend's max pooling keeps NaN without a check by size")
     if checked_by == "framework":
         monkeypatch.setattr(module, "FINITE_IN_NUMPY_UP_TO", 0)
+    elif checked_by != "numpy":
+        if not hasattr(module, "ALL_ON_HOST"):
+            pytest.skip(f"the {BACKEND} backend checks without reading an array's context")
+        monkeypatch.setattr(module, "ALL_ON_HOST", False)
     X = np.stack([SPECIAL, np.nan_to_num(SPECIAL, nan=1.0)])[:, None]
     for padding in (0, 1):
         _same(d2l.pool2d(X, 2, "max", 1, padding), _pool_ref(X, (2, 2), "max", (1, 1), ((padding,) * 2,) * 2))
