@@ -229,7 +229,8 @@ class TensorflowBackend(Backend):
             return tf.raw_ops.Conv2D(input=x, filter=w, strides=strides, padding="EXPLICIT",
                                      explicit_paddings=explicit, data_format="NCHW")
 
-        def transposing(x, w):
+        def transposing(x, w):  # not hwio(): this is also the gradient's formulation, and a kernel
+            # transposed outside the tape that records it would get no gradient
             return _transposed(nhwc_conv(_transposed(x, TO_NHWC), _transposed(w, OIHW_TO_HWIO), None), TO_NCHW)
 
         conv = self._nchw_fn(direct, transposing, gradient=False)
