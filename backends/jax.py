@@ -4,7 +4,8 @@ The public operators run as ``jax.jit``-ed functions with stride, padding and wi
 compilation per configuration, then jax's C++ dispatch). Inside a built model activations are
 NHWC, the layout XLA's CPU convolutions want; kernels stay OIHW (dimension numbers say so). The
 training step is one ``jax.jit`` of a pure function of the parameters' arrays: the model is split
-with ``nnx.split`` once, not walked by ``nnx.jit`` on every call.
+with ``nnx.split`` once, not walked by ``nnx.jit`` on every call. On the CPU a convolution of one
+input channel folds the kernel's rows into channels (see :func:`_rows_folded_conv`).
 
 float64 needs ``jax_enable_x64`` (``JAX_ENABLE_X64=1``); without it a float64 request is an error
 rather than a silent float32. On accelerators convolutions and dense layers ask for full precision
