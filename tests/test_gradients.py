@@ -84,6 +84,25 @@ def test_strided_geometries_some_kernels_got_wrong(d2l, needs_autodiff, x_shape,
     assert_close(layer(d2l.tensor(X)), reference.conv2d(X, W, None, stride))
 
 
+# JAX folds the kernel's rows into channels for one input channel and up to 16 output channels
+# (XLA's CPU convolution is slow on one channel): both sides of that bound, strided and padded
+@pytest.mark.parametrize("out_channels", [16, 17])
+def test_one_input_channel_either_side_of_jaxs_folding_bound(d2l, needs_autodiff, out_channels):
+    X, W = _data(10, 2, 1, 7, 8), _data(11, out_channels, 1, 3, 2)
+    stride, pads = (2, 3), ((1, 0), (2, 1))
+
+    def ref(x, w):
+        return reference.conv2d(x, w, None, stride, pads)
+
+    G = _data(12, *ref(X, W).shape)
+    fn = lambda x, w: d2l.reduce_sum(d2l.conv2d(x, w, stride=stride, padding=pads) * d2l.tensor(G))  # noqa: E731
+    loss, (gX, gW) = d2l.value_and_grad(fn, argnums=(0, 1))(d2l.tensor(X), d2l.tensor(W))
+    assert_close(d2l.conv2d(d2l.tensor(X), d2l.tensor(W), stride=stride, padding=pads), ref(X, W))
+    assert_close(loss, (ref(X, W) * G).sum(), tol=1e-4)
+    assert_close(gX, numeric_grad(lambda x: (ref(x, W) * G).sum(), X))
+    assert_close(gW, numeric_grad(lambda w: (ref(X, w) * G).sum(), W))
+
+
 @pytest.mark.parametrize(
     "mode, padding, stride, count_include_pad",
     [("max", 0, None, True), ("max", 1, 2, True), ("avg", 1, 1, True), ("avg", ((1, 0), (0, 1)), 2, False)],
