@@ -39,7 +39,7 @@ DENSE = (((1,), (1,)), ((), ()))  # x (N, in) . w (out, in) over "in": x @ w.T w
 
 def _conv(x, w, stride, pads, dimension_numbers):
     if FOLD_ROWS and w.shape[1] == 1 and w.shape[0] <= FOLD_ROWS_UP_TO:
-        return _rows_folded_conv(x, w, stride, pads, dimension_numbers)
+        return _rows_folded(x, w, stride, pads, dimension_numbers)
     return lax.conv_general_dilated(
         x, w, stride, pads, dimension_numbers=dimension_numbers, precision=PRECISION
     )
@@ -64,6 +64,12 @@ def _rows_folded_conv(x, w, stride, pads, dimension_numbers):
     return lax.conv_general_dilated(
         folded, kernel, (1, sw), ((0, 0), left_right), dimension_numbers=dimension_numbers, precision=PRECISION
     )
+
+
+# one compiled call when run eagerly (a built model's forward outside a step, e.g. evaluation):
+# dispatched one by one, its ~8 operations made a batch-1 LeNet forward 1.4x slower than without
+# folding (1,226 vs 877 us); jitted it is quicker (858 vs 956 us). Under jit it is inlined.
+_rows_folded = jax.jit(_rows_folded_conv, static_argnums=(2, 3, 4))
 
 
 def _reduce_window(x, init, op, window, stride, pads):
