@@ -152,6 +152,16 @@ class Backend:
 
         return flatten
 
+    def flatten_order_dense(self, module, in_shape):
+        """For a Dense layer ``module`` (built) that reads a Flatten of an activation of shape
+        ``in_shape`` in :attr:`layout` inside a container: keep its weight in the order that
+        activation is laid out in memory (H-W-C for NHWC), so the Flatten costs no transpose,
+        and return ``fn(x, w, bias_or_None)`` computing Flatten then Dense from the unflattened
+        ``x`` (any shape: one that is not ``in_shape`` takes the C-H-W flatten). :meth:`value`,
+        :meth:`assign` and gradients keep speaking the contract's (out, C*H*W). None (the
+        default): the weight keeps the contract's layout and the Flatten transposes."""
+        return None
+
     # --- operators: what the public (NCHW) operators run, built once per configuration ------
     # Where :attr:`layout` is NCHW these are the built operators; other layouts define them.
     def nchw_conv2d_fn(self, stride, pads):

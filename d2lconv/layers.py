@@ -248,11 +248,13 @@ class LayerModule:
 
     A backend's ``Module`` computes ``run(self, x)`` when called. Set on the first call:
     ``d2l_fn``, the module's ``fn(module, x)`` in the backend's layout, and for a layer with no
-    children ``d2l_native``, the layer's ``fn(x, *param_values)`` (:meth:`Layer.native_fn`).
+    children ``d2l_native``, the layer's ``fn(x, *param_values)`` (:meth:`Layer.native_fn`); for
+    a Dense layer after a Flatten whose weight the backend keeps in flatten order,
+    ``d2l_flat_fn``, its container's ``fn(module, x)`` of the Flatten's input.
     """
 
     backend_name = ""
-    d2l_fn = d2l_native = None
+    d2l_fn = d2l_native = d2l_flat_fn = None
 
     @property
     def d2l_backend(self):
@@ -318,9 +320,18 @@ def build(module, x):
     x_nchw = b.to_nchw(x)
     layer.input_shapes.add(tuple(x_nchw.shape[1:]))
     if layer.child_names:
-        x = _through_children(module, x, build)
-        module.d2l_fn = _container_fn(b, layer.child_names)
-        return x
+        in_shapes = {}  # id(child) -> the shape of its input, in b.layout
+
+        def build_child(child, x):
+            in_shapes[id(child)] = b.shape(x)
+            return build(child, x)
+
+        y = _through_children(module, x, build_child)
+        flatten_order = _flatten_order_pairs(module, in_shapes)
+        module.d2l_fn = _container_fn(b, layer.child_names, flatten_order)
+        # with a weight kept in flatten order the sums run in another order: the first call
+        # returns what every later call will (to the last bit)
+        return module.d2l_fn(module, x) if flatten_order else y
     if layer.param_names and b.param(module, layer.param_names[0]) is None:
         rng = layer.rng or generator()
         for name, value in layer.initial_values(rng, b.shape(x_nchw)).items():
@@ -341,9 +352,43 @@ def _leaf_fn(b, fn, param_names):
     return lambda module, x: fn(x, *[stored(param(module, name)) for name in param_names])
 
 
-def _container_fn(b, child_names):
-    """``f(module, x)`` running the children's built functions in order, in ``b.layout``."""
+def _flatten_order_pairs(module, in_shapes) -> set[str]:
+    """The names of the Dense children of a container that follow a Flatten of a 4-D activation
+    and whose backend keeps such a weight in the activation's order (see
+    :meth:`~d2lconv.interface.Backend.flatten_order_dense`); each gets ``d2l_flat_fn``,
+    ``f(module, x)`` of the Flatten's input."""
+    b, names, paired = module.d2l_backend, module.d2l_layer.child_names, set()
+    for flatten_name, dense_name in zip(names, names[1:]):
+        flatten, dense = b.child(module, flatten_name), b.child(module, dense_name)
+        in_shape = in_shapes.get(id(flatten), ())
+        if not (isinstance(flatten.d2l_layer, FlattenLayer) and isinstance(dense.d2l_layer, Dense)):
+            continue
+        if len(in_shape) != 4 or not all(isinstance(size, int) for size in in_shape[1:]):
+            continue
+        fn = b.flatten_order_dense(dense, in_shape)
+        if fn is not None:
+            param_names = dense.d2l_layer.param_names
+            dense.d2l_flat_fn = _leaf_fn(b, _with_optional_bias(fn, param_names), param_names)
+            paired.add(dense_name)
+    return paired
+
+
+def _container_fn(b, child_names, flatten_order=frozenset()):
+    """``f(module, x)`` running the children's built functions in order, in ``b.layout``. A
+    Dense named in ``flatten_order`` runs its ``d2l_flat_fn`` on the input of the Flatten before
+    it, which is skipped."""
     child = b.child
+    if flatten_order:
+        skipped = {names[0] for names in zip(child_names, child_names[1:]) if names[1] in flatten_order}
+        steps = [(name, "d2l_flat_fn" if name in flatten_order else "d2l_fn") for name in child_names if name not in skipped]
+
+        def run_steps(module, x):
+            for name, fn in steps:
+                c = child(module, name)
+                x = getattr(c, fn)(c, x)
+            return x
+
+        return run_steps
 
     def run_children(module, x):
         for name in child_names:

@@ -56,6 +56,40 @@ def test_a_built_sequential_converts_layouts_only_at_its_edges(d2l):
     assert_close(got, h @ p["4.weight"].T + p["4.bias"])
 
 
+def test_a_dense_after_a_flatten_reads_c_h_w_whatever_shape_comes_in(d2l):
+    """A backend may keep such a weight in its own layout's flatten order (TensorFlow: H-W-C, so
+    the flatten is a reshape): the model still reads C-H-W for every input of 400 features (the
+    built shape, another spatial split, other channels), the Dense alone reads its 2-D input,
+    and ``set_params``/``get_params`` speak (out, C*H*W)."""
+    rng = np.random.default_rng(7)
+    net = d2l.Sequential(d2l.Flatten(), d2l.LazyLinear(3, seed=2))
+    shapes = [(2, 16, 5, 5), (3, 16, 25, 1), (2, 400, 1, 1), (1, 4, 10, 10), (2, 16, 5, 5)]
+    net(d2l.tensor(rng.standard_normal(shapes[0])))
+    weight, bias = rng.standard_normal((3, 400)).astype(np.float32), np.float32([0.5, -1, 2])
+    d2l.set_params(net, {"1.weight": weight, "1.bias": bias})
+    np.testing.assert_array_equal(d2l.get_params(net)["1.weight"], weight)
+    for shape in shapes:
+        x = rng.standard_normal(shape)
+        assert_close(net(d2l.tensor(x)), x.reshape(len(x), -1) @ weight.T + bias)
+    flat = rng.standard_normal((2, 400))
+    assert_close(net.d2l_backend.child(net, "1")(d2l.tensor(flat)), flat @ weight.T + bias)
+
+
+def test_gradients_of_a_dense_after_a_flatten_are_c_h_w(d2l, needs_autodiff):
+    """d sum(net(x)) / d weight[o] is the C-H-W flattened input summed over the batch, whatever
+    order the backend keeps the weight in; an SGD step moves get_params' values by it."""
+    rng = np.random.default_rng(8)
+    net = d2l.Sequential(d2l.Flatten(), d2l.LazyLinear(3, seed=2))
+    x = rng.standard_normal((2, 16, 5, 5)).astype(np.float32)
+    net(d2l.tensor(x))
+    before = d2l.get_params(net)["1.weight"]
+    _, grads = d2l.value_and_grad(lambda m, x: d2l.reduce_sum(m(x)))(net, d2l.tensor(x))
+    expected = np.tile(x.reshape(2, -1).sum(0), (3, 1))
+    assert_close(grads["1.weight"], expected)
+    d2l.sgd(net, grads, 0.5)
+    assert_close(d2l.get_params(net)["1.weight"], before - 0.5 * expected)
+
+
 @pytest.mark.parametrize("padding", [1, ASYMMETRIC])
 def test_a_built_max_pool_keeps_nan_and_minus_inf(d2l, padding):
     """The edge semantics hold on the built path too (TensorFlow's and MXNet's kernels skip NaN
@@ -88,3 +122,24 @@ def test_torch_keeps_conv_weights_channels_last(d2l):
     for name, value in d2l.get_params(net).items():
         assert value.flags["C_CONTIGUOUS"], name
         np.testing.assert_array_equal(value, expected_lenet_params(0)[name])
+
+
+def test_tensorflow_lenet_first_called_inside_a_tf_function(d2l):
+    """A TF model built inside someone's tf.function (its variables have no values while it
+    traces, so its dense weight keeps the C-H-W layout) still computes the book's LeNet, and
+    one built eagerly keeps that weight in the activations' H-W-C order, read back as OIHW."""
+    from d2lconv.params import named_params
+
+    if BACKEND != "tensorflow":
+        pytest.skip(f"tf.function is TensorFlow's (backend under test: {BACKEND})")
+    import tensorflow as tf
+
+    X = np.random.default_rng(9).standard_normal((3, 1, 28, 28)).astype(np.float32)
+    expected = lenet_reference(expected_lenet_params(0), X.astype(np.float64))
+    traced = d2l.LeNet(seed=0)
+    assert_close(tf.function(traced, autograph=False)(tf.constant(X)), expected, tol=1e-4)
+    assert_close(traced(d2l.tensor(X)), expected, tol=1e-4)
+    eager = d2l.LeNet(seed=0)
+    assert_close(_twice(eager, d2l, X, X), expected, tol=1e-4)
+    assert tuple(named_params(eager)["net.7.weight"].shape) == (25, 16, 120)
+    np.testing.assert_array_equal(d2l.get_params(eager)["net.7.weight"], expected_lenet_params(0)["net.7.weight"])
