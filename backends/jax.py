@@ -35,6 +35,7 @@ PRECISION = None if jax.default_backend() == "cpu" else lax.Precision.HIGHEST
 #: channels for up to this many output channels (measured; see _rows_folded_conv)
 FOLD_ROWS, FOLD_ROWS_UP_TO = jax.default_backend() == "cpu", 16
 DENSE = (((1,), (1,)), ((), ()))  # x (N, in) . w (out, in) over "in": x @ w.T without a transpose
+ARRAY = type(jnp.zeros(()))  # the concrete type of JAX's arrays (tracers are jax.Arrays too)
 
 
 def _conv(x, w, stride, pads, dimension_numbers):
@@ -146,7 +147,8 @@ class JaxBackend(Backend):
         return jnp.asarray(array)
 
     def is_native(self, x):
-        return isinstance(x, jax.Array)
+        # isinstance(x, jax.Array) alone is an ABC check: 0.16 us, against 0.03 for the type test
+        return type(x) is ARRAY or isinstance(x, jax.Array)
 
     def sigmoid(self, x):
         return jax.nn.sigmoid(x)
