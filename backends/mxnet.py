@@ -27,12 +27,10 @@ ALL_ON_HOST = mx.context.num_gpus() == 0
 
 
 def _sgd(weights, grads, lr):
-    """``w -= lr * g`` in place for every weight, in one operator call."""
-    weights = [w.as_nd_ndarray() for w in weights]  # the multi-tensor update is a legacy operator
-    pairs = [t for w, g in zip(weights, grads) for t in (w, g.as_nd_ndarray())]
-    mx.nd.multi_sgd_update(
-        *pairs, out=weights, lrs=[lr] * len(weights), wds=[0.0] * len(weights), num_weights=len(weights)
-    )
+    """``w -= lr * g`` in place for every weight, one ``sgd_update`` each."""
+    for w, g in zip(weights, grads):
+        w = w.as_nd_ndarray()  # a legacy operator
+        mx.nd.sgd_update(w, g.as_nd_ndarray(), lr=lr, out=w)
 
 
 def _ops(x):
