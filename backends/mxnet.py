@@ -278,8 +278,8 @@ class MxnetBackend(Backend):
         _sgd([p.data() for p in params.values()], [grads[name] for name in params], lr)
 
     def train_step(self, loss_fn, lr, compile):
-        """Model and loss as one hybridized graph (``compile``), recorded by autograd, then one
-        ``multi_sgd_update`` over every parameter in place. A loss function that cannot be traced
+        """Model and loss as one hybridized graph (``compile``), recorded by autograd, then an
+        ``sgd_update`` per parameter in place. A loss function that cannot be traced
         symbolically (d2lconv's checked ``cross_entropy``, say) runs eagerly on the hybridized model."""
         forwards = {}  # model -> its forward pass
 
