@@ -27,7 +27,9 @@ ALL_ON_HOST = mx.context.num_gpus() == 0
 
 
 def _sgd(weights, grads, lr):
-    """``w -= lr * g`` in place for every weight, one ``sgd_update`` each."""
+    """``w -= lr * g`` in place for every weight, one ``sgd_update`` each: one
+    ``multi_sgd_update`` over LeNet's ten weights measured ~440 us a step here (its list
+    arguments included), the ten calls 180 us."""
     for w, g in zip(weights, grads):
         w = w.as_nd_ndarray()  # a legacy operator
         mx.nd.sgd_update(w, g.as_nd_ndarray(), lr=lr, out=w)
