@@ -85,6 +85,14 @@ def test_max_pool_finds_nan_by_either_check(d2l, monkeypatch, checked_by):
         _same(d2l.pool2d(X, 2, "max", 1, padding), _pool_ref(X, (2, 2), "max", (1, 1), ((padding,) * 2,) * 2))
 
 
+def test_max_pool_of_huge_finite_values_is_exact(d2l):
+    """Finite values whose squares or sums overflow float32 (a quick finiteness check may take
+    them for infinities and send them down the exact path) pool to NumPy's values."""
+    X = np.array([[3e38, -3e38, 1e30], [-1e20, 2e19, -np.finfo(np.float32).max], [1.0, -2.0, 5e37]], np.float32)
+    for padding in (0, 1):
+        _same(d2l.pool2d(X, 2, "max", 1, padding), _pool_ref(X, (2, 2), "max", (1, 1), ((padding,) * 2,) * 2))
+
+
 def test_max_pool_of_neg_inf_with_padding_stays_neg_inf(d2l):
     Y = d2l.pool2d(np.full((2, 3, 3), -INF, np.float32), 2, stride=1, padding=1)
     _same(Y, np.full((2, 4, 4), -INF))
