@@ -215,6 +215,12 @@ class Backend:
         # log(0) = -inf where only -inf; 0 / 0 = NaN where a NaN; + 0 elsewhere
         return y + self.xp.log(1 - only_neg_inf) + 0 / (1 - has_nan)
 
+    def evaluation_fn(self, model):
+        """``fn(X)``: ``model``'s output, for evaluating it over and over in a training run (built
+        once per :meth:`d2lconv.Trainer.fit`); compiled where a compile repays itself within a few
+        epochs; by default ``model`` itself."""
+        return model
+
     def inference(self):
         """A context in which forward passes record nothing for gradients (evaluation)."""
         return contextlib.nullcontext()

@@ -18,9 +18,21 @@ from d2lconv.params import _check_model, named_params
 DATA_INTERFACE = ("train_dataloader", "val_dataloader", "num_train", "batch_size")
 
 
-def _checked_loss(model, X, y):
-    """The loss through the public, checked ``cross_entropy``: the first batch's (clear errors)."""
-    return training.cross_entropy(model(X), y)
+def _check_first_batch(b, model, X, y) -> None:
+    """Build a lazy ``model`` and check a batch with clear errors, before any step is traced.
+
+    The checked forward pass and ``cross_entropy`` run on the batch's first example only (a
+    model's checks do not depend on the batch size, and an eager pass over a whole batch of 256
+    cost 20-70 ms here, up to 4% of a short run); then every label is checked against the batch.
+    """
+    shape = b.shape(X) if b.is_native(X) else np.shape(X)
+    if len(shape) < 2 or shape[0] <= 1:  # nothing to save: the whole batch
+        training.cross_entropy(model(X), y)
+        return
+    logits = model(X[:1])
+    training.cross_entropy(logits, y[:1])
+    labels = training._labels(y, "cross_entropy: labels")
+    training._check_labels(labels, (shape[0], b.shape(logits)[1]), "cross_entropy")
 
 
 class Trainer:
@@ -79,16 +91,17 @@ class Trainer:
                 losses, sizes = [], []
                 for X, y in data.train_dataloader():
                     if step is None:
-                        _checked_loss(model, X, y)
+                        _check_first_batch(b, model, X, y)
                         compile = self.compile
                         if compile is None:
                             compile = self.max_epochs * data.num_train >= b.compile_pays_after
                         step, params = b.train_step(native_loss, lr, compile), named_params(model)
+                        forward = b.evaluation_fn(model)
                     losses.append(step(model, params, X, y))
                     sizes.append(b.shape(X)[0])
                     bar.update(1)
                 train_loss = float(np.dot(b.to_numpy(b.stack(losses, 0)), sizes) / sum(sizes))
-                val_loss, val_acc = self.evaluate(model, data)
+                val_loss, val_acc = self._evaluate(b, forward, data)
                 self._record(epoch, train_loss, val_loss, val_acc)
                 bar.set_postfix(loss=f"{train_loss:.3f}", val_acc=f"{val_acc:.3f}")
             bar.close()
@@ -96,11 +109,14 @@ class Trainer:
 
     def evaluate(self, model, data) -> tuple[float, float]:
         """Mean cross-entropy and accuracy over the validation set."""
-        b = model.d2l_backend
+        return self._evaluate(_check_model(model, "Trainer.evaluate"), model, data)
+
+    def _evaluate(self, b, forward, data) -> tuple[float, float]:
+        """:meth:`evaluate` with ``forward(X)`` giving the logits (the model, or its compiled form)."""
         losses, correct, sizes = [], 0, []
         with backend.use_backend(b.name), b.inference():
             for X, y in data.val_dataloader():
-                logits = model(X)
+                logits = forward(X)
                 losses.append(training.cross_entropy(logits, y))
                 sizes.append(b.shape(X)[0])
                 correct += training.accuracy(logits, y) * sizes[-1]

@@ -43,6 +43,56 @@ def test_fused_step_equals_value_and_grad_then_sgd(d2l, needs_autodiff):
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+class _Batches:
+    """A data module, as ``fit`` reads one, over given training and validation batches."""
+
+    def __init__(self, train, val):
+        self.train, self.val = train, val
+        self.batch_size, self.num_train = len(train[0][1]), sum(len(y) for _, y in train)
+        self.num_val = sum(len(y) for _, y in val)
+
+    def train_dataloader(self):
+        return iter(self.train)
+
+    def val_dataloader(self):
+        return iter(self.val)
+
+
+@pytest.mark.parametrize("labels, error, message", [
+    ([0, 1, 2, 10], ValueError, r"cross_entropy: labels must be class ids in \[0, 10\) .*got \[10\]"),
+    ([0, 1, 2], ValueError, r"cross_entropy: labels must have shape \(4,\), got \(3,\)"),
+    ([0.0, 1, 2, 3], TypeError, r"cross_entropy: labels must be integer class ids, got dtype float"),
+])
+def test_fit_checks_every_label_of_the_first_batch_before_a_step(d2l, needs_autodiff, labels, error, message):
+    """The first batch is checked (on its first example, then all its labels) before any step."""
+    X = np.random.default_rng(0).random((4, 1, 28, 28)).astype(np.float32)
+    model, fresh = d2l.LeNet(seed=0), d2l.LeNet(seed=0)
+    batch = (d2l.tensor(X), d2l.tensor(labels))
+    with pytest.raises(error, match=message):
+        d2l.Trainer(max_epochs=1, progress=False).fit(model, _Batches([batch], [batch]))
+    fresh(X)
+    for name, value in d2l.get_params(fresh).items():
+        np.testing.assert_array_equal(d2l.get_params(model)[name], value, err_msg=name)
+
+
+def test_fit_evaluates_as_evaluate_does(d2l, needs_autodiff):
+    """The per-epoch validation (compiled where that pays) equals an eager ``evaluate``, with a
+    smaller last validation batch."""
+    rng = np.random.default_rng(2)
+    X, y = rng.random((10, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 10)
+    val = [(d2l.tensor(X[i:i + 4]), d2l.tensor(y[i:i + 4])) for i in (0, 4, 8)]
+    data = _Batches([(d2l.tensor(X[:4]), d2l.tensor(y[:4]))], val)
+    model, trainer = d2l.LeNet(seed=0), d2l.Trainer(max_epochs=2, progress=False)
+    history = trainer.fit(model, data)
+    val_loss, val_acc = trainer.evaluate(model, data)
+    assert abs(history["val_loss"][-1] - val_loss) < 1e-6 and history["val_acc"][-1] == val_acc
+    logits = d2l.to_numpy(model(X)).astype(np.float64)
+    log_softmax = logits - logits.max(1, keepdims=True)
+    log_softmax -= np.log(np.exp(log_softmax).sum(1, keepdims=True))
+    assert abs(val_loss - -log_softmax[np.arange(10), y].mean()) < 1e-5
+    assert val_acc == (logits.argmax(1) == y).mean()
+
+
 def test_asking_for_a_gpu_where_there_is_none(d2l, needs_autodiff):
     if d2lconv.backend.load(BACKEND).gpu_count():
         pytest.skip("this machine has a GPU")
