@@ -341,9 +341,8 @@ class TensorflowBackend(Backend):
 
     def evaluation_fn(self, model):
         # LeNet on 1,024 images here: 30-34 ms eager, 21 ms compiled (Grappler fuses each
-        # convolution with its bias and activation) after a first call ~35 ms longer; one trace
-        # for the usual two batch sizes (a smaller last batch: reduce_retracing)
-        return tf.function(model.__call__, autograph=False, reduce_retracing=True)
+        # convolution with its bias and activation) after a first call ~35 ms longer
+        return _compiled(model.__call__, True, fallback=model)
 
     def train_step(self, loss_fn, lr, compile):
         def make(model, params):
@@ -498,12 +497,32 @@ def _with_gradient_of(direct, transposing):
     return fn
 
 
-def _compiled(fn, compile):
+def _compiled(fn, compile, fallback=None):
     """``fn`` as one ``tf.function`` (one trace per batch shape, shapes stay static) when asked.
     XLA (``jit_compile=True``) measured 3x slower than TF's own kernels for LeNet on this CPU.
     No AutoGraph: d2lconv's forward has no tensor-dependent Python control flow, and AutoGraph
-    re-reads source files to convert them (slower traces; wrong code if a file changed on disk)."""
-    return tf.function(fn, autograph=False) if compile else fn
+    re-reads source files to convert them (slower traces; wrong code if a file changed on disk).
+
+    Tensors of a shape seen before go straight to that shape's concrete function: through the
+    ``tf.function``'s own call, TF counts the traces of every function made from one Python
+    function (each fit's step, every model's ``Module.__call__``) together and warns of
+    "excessive retracing" from a user's second short fit on. Other arguments (NumPy arrays)
+    take ``fallback`` (by default the ``tf.function`` itself)."""
+    if not compile:
+        return fn
+    function, concrete = tf.function(fn, autograph=False), {}
+    fallback = fallback or function
+
+    def call(*args):
+        if not all(isinstance(x, tf.Tensor) for x in args):
+            return fallback(*args)
+        key = tuple((x.shape, x.dtype) for x in args)
+        traced = concrete.get(key)
+        if traced is None:
+            traced = concrete[key] = function.get_concrete_function(*(tf.TensorSpec(*k) for k in key))
+        return traced(*args)
+
+    return call
 
 
 BACKEND = TensorflowBackend()

@@ -1,5 +1,6 @@
 """The Trainer, the fused training step and the d2lconv command."""
 
+import logging
 import subprocess
 import sys
 
@@ -91,6 +92,30 @@ def test_fit_evaluates_as_evaluate_does(d2l, needs_autodiff):
     log_softmax -= np.log(np.exp(log_softmax).sum(1, keepdims=True))
     assert abs(val_loss - -log_softmax[np.arange(10), y].mean()) < 1e-5
     assert val_acc == (logits.argmax(1) == y).mean()
+
+
+def test_repeated_fits_warn_of_nothing(d2l, needs_autodiff, recwarn):
+    """Six short fits of new models, each with a smaller last batch in training and validation:
+    a user trying learning rates in a notebook sees no framework warning (TensorFlow's "excessive
+    retracing" counts the traces of every tf.function of one Python function together)."""
+    rng = np.random.default_rng(3)
+    X, y = rng.random((6, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 6)
+    batches = [(d2l.tensor(X[:4]), d2l.tensor(y[:4])), (d2l.tensor(X[4:]), d2l.tensor(y[4:]))]
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    loggers = [logging.getLogger(), logging.getLogger("tensorflow")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        for lr in (0.01, 0.03, 0.1, 0.3, 1.0, 3.0):
+            model = d2l.LeNet(lr=lr, seed=0)
+            d2l.Trainer(max_epochs=2, progress=False).fit(model, _Batches(batches, batches))
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+    assert [r.getMessage()[:120] for r in records] == []
+    assert [str(w.message)[:120] for w in recwarn] == []
 
 
 def test_asking_for_a_gpu_where_there_is_none(d2l, needs_autodiff):
