@@ -171,6 +171,23 @@ class TorchBackend(Backend):
     def flatten_fn(self):
         return lambda x: torch.flatten(x, 1)
 
+    def flatten_order_dense(self, module, in_shape):
+        # The activation a Flatten reads is channels-last in memory (the conv weights are, see
+        # new_param): its C-H-W flatten is a copy, whose gradient then reaches the pooling's
+        # backward in the other format, which copies twice more (LeNet batch 256: ~0.3 ms of a
+        # 10.5 ms step). Read in memory order (H-W-C) the flatten is a view; the weight, kept in
+        # the contract's (out, C*H*W), is permuted to match at each call (48k numbers for LeNet).
+        _, channels, height, width = in_shape
+        size = channels * height * width
+
+        def flatten_dense(x, w, bias):
+            if x.shape[1:] != (channels, height, width) or not x.is_contiguous(memory_format=torch.channels_last):
+                return F.linear(torch.flatten(x, 1), w, bias)
+            hwc = w.reshape(-1, channels, height, width).permute(0, 2, 3, 1).reshape(-1, size)
+            return F.linear(x.permute(0, 2, 3, 1).reshape(-1, size), hwc, bias)
+
+        return flatten_dense
+
     def inference(self):
         return torch.no_grad()
 

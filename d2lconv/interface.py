@@ -164,9 +164,10 @@ class Backend:
 
     def flatten_order_dense(self, module, in_shape):
         """For a Dense layer ``module`` (built) that reads a Flatten of an activation of shape
-        ``in_shape`` in :attr:`layout` inside a container: keep its weight in the order that
-        activation is laid out in memory (H-W-C for NHWC), so the Flatten costs no transpose,
-        and return ``fn(x, w, bias_or_None)`` computing Flatten then Dense from the unflattened
+        ``in_shape`` in :attr:`layout` inside a container: read the activation in the order it
+        is laid out in memory (H-W-C for NHWC), with the weight kept in that order (TensorFlow)
+        or permuted to it per call (torch), so the Flatten costs no transpose or copy, and
+        return ``fn(x, w, bias_or_None)`` computing Flatten then Dense from the unflattened
         ``x`` (any shape: one that is not ``in_shape`` takes the C-H-W flatten). :meth:`value`,
         :meth:`assign` and gradients keep speaking the contract's (out, C*H*W). None (the
         default): the weight keeps the contract's layout and the Flatten transposes."""
