@@ -76,6 +76,23 @@ def test_fit_checks_every_label_of_the_first_batch_before_a_step(d2l, needs_auto
         np.testing.assert_array_equal(d2l.get_params(model)[name], value, err_msg=name)
 
 
+def test_a_compiled_fit_trains_as_an_eager_one(d2l, needs_autodiff):
+    """``Trainer(compile=True)`` (torch.compile, tf.function, jax.jit, a hybridized graph) ends
+    with the parameters and history of ``compile=False``, a smaller last batch included."""
+    runs = []
+    for compile in (False, True):
+        model = d2l.LeNet(lr=0.3, seed=0)
+        history = d2l.Trainer(max_epochs=2, progress=False, compile=compile).fit(model, _tiny_data())
+        runs.append((d2l.get_params(model), history))
+    (eager, eager_history), (compiled, compiled_history) = runs
+    for name in eager:
+        np.testing.assert_allclose(compiled[name], eager[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(compiled_history["train_loss"], eager_history["train_loss"], rtol=1e-5)
+    fresh = d2l.LeNet(seed=0)
+    fresh(np.zeros((1, 1, 28, 28), np.float32))
+    assert all(not np.allclose(value, eager[name]) for name, value in d2l.get_params(fresh).items())
+
+
 def test_fit_evaluates_as_evaluate_does(d2l, needs_autodiff):
     """The per-epoch validation (compiled where that pays) equals an eager ``evaluate``, with a
     smaller last validation batch."""
