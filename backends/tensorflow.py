@@ -511,7 +511,7 @@ def _compiled(fn, compile, fallback=None):
     if not compile:
         return fn
     function, concrete = tf.function(fn, autograph=False), {}
-    fallback = fallback or function
+    fallback = function if fallback is None else fallback
 
     def call(*args):
         if not all(isinstance(x, tf.Tensor) for x in args):
