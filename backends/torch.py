@@ -85,6 +85,9 @@ class TorchBackend(Backend):
     def from_numpy(self, array):
         return torch.tensor(array, device=self.device)
 
+    def batch_from_numpy(self, array):
+        return torch.from_numpy(array).to(self.device)  # no copy on the CPU
+
     def to_numpy(self, x):
         return x.detach().cpu().numpy()
 

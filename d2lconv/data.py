@@ -151,10 +151,12 @@ class ImageData:
         return len(self.val[1])
 
     def _batches(self, X, y, order):
-        with backend.use_backend(self.backend_name):
-            for start in range(0, len(order), self.batch_size):
-                index = order[start : start + self.batch_size]
-                yield tensors.tensor(X[index]), tensors.tensor(y[index])
+        """Batches of the float32 images and int64 labels; each is a fresh array (fancy indexing
+        copies), which the backend may share rather than copy again."""
+        b = backend.load(self.backend_name)
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            yield b.batch_from_numpy(X[index]), b.batch_from_numpy(y[index])
 
     def train_dataloader(self):
         """One epoch of shuffled training batches; each call is the next epoch."""

@@ -51,6 +51,11 @@ class Backend:
         """A native tensor holding a copy of ``array``, with its dtype."""
         return self.xp.array(array, dtype=array.dtype)
 
+    def batch_from_numpy(self, array: np.ndarray):
+        """:meth:`from_numpy` for a batch a data loader has just made and will not touch again
+        (C-contiguous, of d2lconv's default dtypes): it may share the array's memory."""
+        return self.from_numpy(array)
+
     def to_numpy(self, x) -> np.ndarray:
         return np.asarray(x)
 

@@ -139,6 +139,24 @@ def test_shuffling_is_a_numpy_permutation_per_epoch(d2l):
         np.testing.assert_array_equal(got, labels[np.random.default_rng([7, epoch]).permutation(10)])
 
 
+def test_batches_are_native_and_outlive_later_epochs(d2l):
+    """Each batch is a native tensor of the dataset's values (a backend may share the fresh
+    array a data loader makes instead of copying it): batches kept from the first epoch still
+    hold their values after later epochs, and the dataset itself is unchanged."""
+    rng = np.random.default_rng(4)
+    images, labels = rng.random((10, 28, 28)), rng.integers(0, 10, 10)
+    module = data.ImageData((images, labels), (images[:3], labels[:3]), list("0123456789"), batch_size=4, seed=1)
+    kept = list(module.train_dataloader())
+    for _ in range(3):
+        list(module.train_dataloader()), list(module.val_dataloader())
+    order, b = np.random.default_rng([1, 0]).permutation(10), d2lconv.backend.load(module.backend_name)
+    for start, (X, y) in zip(range(0, 10, 4), kept):
+        assert b.is_native(X) and b.is_native(y)
+        np.testing.assert_array_equal(d2l.to_numpy(X), images[order[start:start + 4], None].astype(np.float32))
+        np.testing.assert_array_equal(d2l.to_numpy(y), labels[order[start:start + 4]])
+    np.testing.assert_array_equal(module.train[0][:, 0], images.astype(np.float32))
+
+
 def test_visualize_draws_a_figure(d2l):
     digits = d2l.Digits(batch_size=8, shifts=0)
     figure = digits.visualize(next(digits.val_dataloader()))
