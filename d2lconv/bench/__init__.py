@@ -199,19 +199,22 @@ def batches_of(X, y, batch_size: int) -> list:
 
 class InMemoryData:
     """The data-module interface ``Trainer.fit`` reads (``num_train``, ``batch_size``,
-    ``train_dataloader()``, ``val_dataloader()``) over fixed NumPy batches, converted by
-    ``d2lconv.tensor`` as they are drawn; ``mark()`` is called as each epoch starts."""
+    ``train_dataloader()``, ``val_dataloader()``) over fixed NumPy batches, converted as they
+    are drawn the way d2lconv's data modules convert theirs (a fresh copy, which the backend
+    may share: ``batch_from_numpy``); ``mark()`` is called as each epoch starts."""
 
     def __init__(self, batches, val, mark):
         self.batches, self.val, self.mark = batches, val, mark
         self.batch_size, self.num_train = len(batches[0][1]), sum(len(y) for _, y in batches)
+        self.convert = backend.current().batch_from_numpy
 
     def train_dataloader(self):
         self.mark()
-        return ((d2lconv.tensor(X), d2lconv.tensor(y)) for X, y in self.batches)
+        convert = self.convert
+        return ((convert(X.copy()), convert(y.copy())) for X, y in self.batches)
 
     def val_dataloader(self):
-        return iter([(d2lconv.tensor(self.val[0]), d2lconv.tensor(self.val[1]))])
+        return iter([(self.convert(self.val[0].copy()), self.convert(self.val[1].copy()))])
 
 
 def trainer_fit(batches, val, epochs, lr, mark, compile=None):
