@@ -97,6 +97,12 @@ class Backend:
     def sigmoid(self, x):
         raise NotImplementedError(f"backend {self.name!r} does not implement sigmoid")
 
+    def sigmoid_in_place_fn(self):
+        """``fn(x)``: :meth:`sigmoid` of an ``x`` that nothing else reads (a convolution's or
+        dense layer's fresh output inside a container), which it may overwrite; by default
+        :meth:`sigmoid` itself."""
+        return self.sigmoid
+
     # --- built operators: what a built model's forward pass calls --------------------------
     #: the layout of activations inside a built model; "NCHW", or "NHWC" where the framework's
     #: CPU kernels want it (a model converts once at its edges, see :mod:`d2lconv.layers`)

@@ -62,6 +62,9 @@ class Layer:
     kind = "Layer"  # the name summaries print, as torch's class names
     param_names: tuple[str, ...] = ()
     child_names: tuple[str, ...] = ()
+    #: its output is a new tensor that its own gradient does not read (a convolution's, a dense
+    #: layer's), so the next child of the same container may overwrite it (:meth:`in_place_fn`)
+    fresh_output = False
 
     def __init__(self, seed=None):
         # an int seed or a shared Generator; None draws from the global one when built
@@ -80,6 +83,11 @@ class Layer:
         ``b.stored`` gives them: the forward pass as ``b``'s framework calls, every configuration
         fixed now."""
         raise NotImplementedError
+
+    def in_place_fn(self, b):
+        """:meth:`native_fn` for an input that only this layer reads (see :attr:`fresh_output`),
+        which it may overwrite; None where the layer has no such form."""
+        return None
 
 
 class ScratchConv(Layer):
@@ -112,6 +120,8 @@ class Weighted(Layer):
     ``init="default"``: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as torch's layers;
     ``init="xavier"``: Xavier-uniform weight and zero bias, as the book's ``init_cnn``.
     """
+
+    fresh_output = True
 
     def __init__(self, out, bias, init, seed):
         super().__init__(seed)
@@ -219,6 +229,9 @@ class SigmoidLayer(Layer):
 
     def native_fn(self, b):
         return b.sigmoid
+
+    def in_place_fn(self, b):
+        return b.sigmoid_in_place_fn()
 
 
 class FlattenLayer(Layer):
@@ -328,7 +341,7 @@ def build(module, x):
 
         y = _through_children(module, x, build_child)
         flatten_order = _flatten_order_pairs(module, in_shapes)
-        module.d2l_fn = _container_fn(b, layer.child_names, flatten_order)
+        module.d2l_fn = _container_fn(b, layer.child_names, flatten_order, _in_place_children(module))
         # with a weight kept in flatten order the sums run in another order: the first call
         # returns what every later call will (to the last bit)
         return module.d2l_fn(module, x) if flatten_order else y
@@ -373,14 +386,30 @@ def _flatten_order_pairs(module, in_shapes) -> set[str]:
     return paired
 
 
-def _container_fn(b, child_names, flatten_order=frozenset()):
+def _in_place_children(module) -> set[str]:
+    """The names of the children of a container that come right after a sibling with a fresh
+    output and have an in-place form (:meth:`Layer.in_place_fn`); each gets ``d2l_in_place_fn``.
+    Such an output is read by no one else: the container passes it on, and the built path
+    runs no hooks."""
+    b, names, chosen = module.d2l_backend, module.d2l_layer.child_names, set()
+    for before, name in zip(names, names[1:]):
+        child = b.child(module, name)
+        fn = child.d2l_layer.in_place_fn(b) if b.child(module, before).d2l_layer.fresh_output else None
+        if fn is not None:
+            child.d2l_in_place_fn = _leaf_fn(b, fn, child.d2l_layer.param_names)
+            chosen.add(name)
+    return chosen
+
+
+def _container_fn(b, child_names, flatten_order=frozenset(), in_place=frozenset()):
     """``f(module, x)`` running the children's built functions in order, in ``b.layout``. A
     Dense named in ``flatten_order`` runs its ``d2l_flat_fn`` on the input of the Flatten before
-    it, which is skipped."""
+    it, which is skipped; a child named in ``in_place`` runs its ``d2l_in_place_fn``."""
     child = b.child
-    if flatten_order:
+    if flatten_order or in_place:
         skipped = {names[0] for names in zip(child_names, child_names[1:]) if names[1] in flatten_order}
-        steps = [(name, "d2l_flat_fn" if name in flatten_order else "d2l_fn") for name in child_names if name not in skipped]
+        steps = [(name, "d2l_flat_fn" if name in flatten_order else "d2l_in_place_fn" if name in in_place else "d2l_fn")
+                 for name in child_names if name not in skipped]
 
         def run_steps(module, x):
             for name, fn in steps:

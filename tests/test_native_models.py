@@ -90,6 +90,29 @@ def test_gradients_of_a_dense_after_a_flatten_are_c_h_w(d2l, needs_autodiff):
     assert_close(d2l.get_params(net)["1.weight"], before - 0.5 * expected)
 
 
+def test_activations_inside_a_container_touch_no_one_elses_tensor(d2l, needs_autodiff):
+    """A backend may apply a Sigmoid in place to the fresh output of a convolution or dense layer
+    before it in a container (torch does): the caller's input stays as it was when a Sigmoid
+    comes first, a Sigmoid after a Sigmoid still sees its own input, and gradients through each
+    form equal the reference's."""
+    rng = np.random.default_rng(11)
+    first, second = rng.standard_normal((2, 1, 6, 6)), rng.standard_normal((3, 1, 6, 6))
+    net = d2l.Sequential(d2l.Sigmoid(), d2l.LazyConv2d(2, 3, seed=1), d2l.Sigmoid(), d2l.Sigmoid(),
+                         d2l.Flatten(), d2l.LazyLinear(3, seed=2), d2l.Sigmoid())
+    net(d2l.tensor(first))
+    x = d2l.tensor(second)
+    got = net(x)
+    np.testing.assert_array_equal(d2l.to_numpy(x), second.astype(np.float32))
+    p = d2l.get_params(net)
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    h = sigmoid(sigmoid(reference.conv2d(sigmoid(second), p["1.weight"], p["1.bias"], (1, 1), ((0, 0), (0, 0)))))
+    z = h.reshape(3, -1) @ p["5.weight"].T + p["5.bias"]
+    assert_close(got, sigmoid(z))
+    _, grads = d2l.value_and_grad(lambda m, x: d2l.reduce_sum(m(x)))(net, x)
+    assert_close(grads["5.bias"], (sigmoid(z) * (1 - sigmoid(z))).sum(0))
+    np.testing.assert_array_equal(d2l.to_numpy(x), second.astype(np.float32))
+
+
 @pytest.mark.parametrize("padding", [1, ASYMMETRIC])
 def test_a_built_max_pool_keeps_nan_and_minus_inf(d2l, padding):
     """The edge semantics hold on the built path too (TensorFlow's and MXNet's kernels skip NaN
