@@ -99,9 +99,9 @@ class Backend:
 
     def sigmoid_in_place_fn(self):
         """``fn(x)``: :meth:`sigmoid` of an ``x`` that nothing else reads (a convolution's or
-        dense layer's fresh output inside a container), which it may overwrite; by default
-        :meth:`sigmoid` itself."""
-        return self.sigmoid
+        dense layer's fresh output inside a container), which it may overwrite; None (the
+        default) where the framework has no in-place form or its compiler plans memory itself."""
+        return None
 
     # --- built operators: what a built model's forward pass calls --------------------------
     #: the layout of activations inside a built model; "NCHW", or "NHWC" where the framework's
