@@ -5,7 +5,9 @@ MXNet's own padding arguments are symmetric, so asymmetric padding is made expli
 constant -inf mask over the padded cells instead.
 """
 
+import ctypes
 import functools
+import math
 
 import mxnet as mx
 import numpy as np
@@ -33,6 +35,16 @@ def _sgd(weights, grads, lr):
     for w, g in zip(weights, grads):
         w = w.as_nd_ndarray()  # a legacy operator
         mx.nd.sgd_update(w, g.as_nd_ndarray(), lr=lr, out=w)
+
+
+def _view(x, shape):
+    """``x`` reshaped to ``shape`` (positive sizes, same size) as the legacy ``NDArray.reshape``
+    makes it, through the same C call but without its two NumPy size products and handle
+    conversions (MXNet 1.9.1 is its last release): ~4 vs ~14 us a reshape here."""
+    handle = mx.base.NDArrayHandle()
+    mx.base.check_call(mx.base._LIB.MXNDArrayReshape64(
+        x.handle, len(shape), mx.base.c_array(ctypes.c_int64, shape), False, ctypes.byref(handle)))
+    return mnp.ndarray(handle=handle, writable=x.writable)
 
 
 def _ops(x):
@@ -151,8 +163,9 @@ class MxnetBackend(Backend):
         # the legacy NDArray's reshape is a view (recorded by autograd) with no engine operation:
         # corr2d's three reshapes made a 6x8 corr2d with its sync 177 us, as views 128 us (one
         # convolution: 116-125 us). Its shapes give 0 and -1 other meanings: only positive sizes.
-        if type(x) is mnp.ndarray and all(type(size) is int and size > 0 for size in shape):
-            return x.as_nd_ndarray().reshape(shape).as_np_ndarray()
+        if type(x) is mnp.ndarray and all(type(size) is int and size > 0 for size in shape) \
+                and math.prod(shape) == x.size:
+            return _view(x, shape)
         return mnp.reshape(x, shape)
 
     def sigmoid(self, x):
