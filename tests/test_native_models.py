@@ -93,8 +93,8 @@ def test_gradients_of_a_dense_after_a_flatten_are_c_h_w(d2l, needs_autodiff):
 def test_activations_inside_a_container_touch_no_one_elses_tensor(d2l, needs_autodiff):
     """A backend may apply a Sigmoid in place to the fresh output of a convolution or dense layer
     before it in a container (torch does): the caller's input stays as it was when a Sigmoid
-    comes first, a Sigmoid after a Sigmoid still sees its own input, and gradients through each
-    form equal the reference's."""
+    comes first, a Sigmoid after a Sigmoid still sees its own input, and the values and a
+    gradient through the last (in-place) Sigmoid equal the reference's."""
     rng = np.random.default_rng(11)
     first, second = rng.standard_normal((2, 1, 6, 6)), rng.standard_normal((3, 1, 6, 6))
     net = d2l.Sequential(d2l.Sigmoid(), d2l.LazyConv2d(2, 3, seed=1), d2l.Sigmoid(), d2l.Sigmoid(),
