@@ -138,12 +138,14 @@ class TorchBackend(Backend):
         return lambda x, w, bias: F.conv2d(F.pad(x, pad), w, bias, stride)
 
     def image_conv2d_fn(self, x_shape, w_shape):
-        # At batch 1 torch sends kernels over 3 x 3 to oneDNN, whose set-up costs ~50 us a call on
-        # this CPU (a 5 x 5 kernel on 28 x 28: 63 us); torch's own im2col kernel takes 11 us there
-        # and measured faster on images up to 64 x 64 (equal at 100 x 100). Past torch's own
-        # size limit for its batch-1 rule (20,480 elements) oneDNN is kept.
+        # torch's own im2col kernel, called directly. At batch 1 torch's rule sends kernels over
+        # 3 x 3 to oneDNN, whose set-up costs ~50 us a call on this CPU (a 5 x 5 kernel on
+        # 28 x 28: 63 us, im2col 11 us; im2col measured faster on images up to 64 x 64, equal at
+        # 100 x 100), and smaller kernels to this same kernel after 0.4-0.7 us of choosing (a
+        # 6 x 8 image by 1 x 2: 3.9 vs 4.4 us). Past torch's size limit for that rule (20,480
+        # elements) torch chooses.
         kernel = w_shape[2:]
-        if self.device == "cpu" and min(kernel) > 3 and math.prod(x_shape) <= 20480:
+        if self.device == "cpu" and math.prod(x_shape) <= 20480:
             return lambda x, w, bias: torch._C._nn.thnn_conv2d(x, w, kernel)
         return super().image_conv2d_fn(x_shape, w_shape)
 
