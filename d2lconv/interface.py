@@ -17,6 +17,13 @@ import numpy as np
 from d2lconv.pool_counts import inside_fraction
 
 
+#: Up to this many elements a max pooling's NaN/inf check is NumPy's dot over a view of the host
+#: tensor (DLPack, no copy); beyond, the framework's own multi-threaded reduction is quicker.
+#: Measured on 2 cores, TF 2.21, the view's dot against ``reduce_sum``: 150k elements 7 vs 154 us,
+#: 1.2M 168 vs 373, 4.1M 574 vs 696, 5.6M 793 vs 766.
+FINITE_IN_NUMPY_UP_TO = 1 << 22
+
+
 def surely_finite(array: np.ndarray) -> bool:
     """True when the NumPy ``array`` holds no NaN and no infinity, by one dot product of it with
     itself (0.7 vs 2.0 us for ``isfinite(...).all()`` at 4.7k elements, 165 vs 233 us at 1.2M).
