@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from statistics import median
 
 import pytest
 
@@ -30,7 +31,7 @@ def test_prints_every_part_for_the_backend(quick_run):
     text, _ = quick_run
     assert f"=== {BACKEND} ===" in text
     assert "corr2d against a Python loop" in text
-    assert "input  kernel  d2lconv us  loop us  speedup" in text
+    assert "input  kernel  d2lconv us  loop us  speedup  by round" in text
     if TRAINS:
         assert "d2lconv/native" in text and "no backend chosen" in text
         for op in ("conv2d", "max_pool", "avg_pool"):
@@ -40,13 +41,25 @@ def test_prints_every_part_for_the_backend(quick_run):
         assert "operator overhead: skipped" in text and "LeNet training: skipped" in text
 
 
+def _within(ratio, by_round):
+    """A ratio of medians lies between the lowest and highest ratio of one round (a median is
+    monotone: a_i >= r * b_i for every round gives median(a) >= r * median(b)), up to rounding."""
+    return min(by_round) * (1 - 1e-9) <= ratio <= max(by_round) * (1 + 1e-9)
+
+
 def test_json_has_a_row_per_measurement(quick_run):
     _, report = quick_run
     assert report["machine"]["cpus"] >= 1
     result = report["backends"][BACKEND]
     assert [r["input"] for r in result["corr2d"]] == ["6x8"]
+    for row in result["corr2d"]:  # the speed-up is the loop's time over d2lconv's, round by round
+        assert row["speedup"] == pytest.approx(median(row["speedup_by_round"]))
+        assert _within(row["loop_us"] / row["d2lconv_us"], row["speedup_by_round"]), row
     if TRAINS:
         assert {(r["op"], r["batch"]) for r in result["ops"]} == {(op, n) for op in ("conv2d", "max_pool", "avg_pool") for n in (1, 256)}
+        for row in result["ops"]:  # d2lconv's time over the framework's, round by round
+            assert row["ratio"] == pytest.approx(median(row["ratio_by_round"])), row
+            assert _within(row["d2lconv_us"] / row["native_us"], row["ratio_by_round"]), row
         variants = [r["variant"] for r in result["training"]]
         assert variants[0] == bench.TRAINER and len(variants) >= 2
         # where the Trainer compiles only long runs, the compiled Trainer is measured too

@@ -136,7 +136,8 @@ def operator_results(name: str, batch_sizes, rounds: int, block_s: float) -> lis
             for side, ratio in (("native", "ratio"), ("native_nchw", "ratio_nchw")):
                 if side in seconds:
                     row[f"{side}_us"] = 1e6 * median(seconds[side])
-                    row[ratio] = median([a / b for a, b in zip(seconds["d2lconv"], seconds[side])])
+                    row[f"{ratio}_by_round"] = [a / b for a, b in zip(seconds["d2lconv"], seconds[side])]
+                    row[ratio] = median(row[f"{ratio}_by_round"])
             results.append(row)
     return results
 
@@ -181,7 +182,8 @@ def corr2d_results(name: str, cases, rounds: int) -> list[dict]:
         seconds = interleave(blocks, rounds)
         speedups = [b / a for a, b in zip(seconds["d2lconv"], seconds["loop"])]
         results.append({"input": f"{h}x{w}", "kernel": f"{kh}x{kw}", "d2lconv_us": 1e6 * median(seconds["d2lconv"]),
-                        "loop_us": 1e6 * median(seconds["loop"]), "speedup": median(speedups)})
+                        "loop_us": 1e6 * median(seconds["loop"]), "speedup": median(speedups),
+                        "speedup_by_round": speedups})
     return results
 
 
@@ -380,8 +382,9 @@ def bench_backend(name: str, settings: Settings, parts) -> dict:
     if "corr2d" in parts:
         result["corr2d"] = corr2d_results(name, settings.corr2d_cases, settings.corr2d_rounds)
         print(f"\ncorr2d against a Python loop over output cells (us per call, median of {settings.corr2d_rounds}; goal >= 100x)")
-        print(table(["input", "kernel", "d2lconv us", "loop us", "speedup"],
-                    [[r["input"], r["kernel"], r["d2lconv_us"], r["loop_us"], r["speedup"]] for r in result["corr2d"]]))
+        print(table(["input", "kernel", "d2lconv us", "loop us", "speedup", "by round"],
+                    [[r["input"], r["kernel"], r["d2lconv_us"], r["loop_us"], r["speedup"], _spread(r["speedup_by_round"], 0)]
+                     for r in result["corr2d"]]))
     if "train" in parts:
         if not native.training_loops():
             print("\nLeNet training: skipped (the NumPy reference backend is forward-only: no gradients)")
@@ -394,16 +397,16 @@ def bench_backend(name: str, settings: Settings, parts) -> dict:
 
 def _print_ops(native, rows, first_use, settings):
     print(f"\noperator overhead (us per call, median of {settings.op_rounds} interleaved rounds; goal: ratio <= 1.10 at batch 1)")
-    print(f"native: {native.OPS_LAYOUT}; d2lconv: NCHW in and out")
-    headers = ["op", "batch", "d2lconv us", "native us", "d2lconv/native"]
+    print(f"native: {native.OPS_LAYOUT}; d2lconv: NCHW in and out; by round: the lowest and highest ratio of one round")
+    headers = ["op", "batch", "d2lconv us", "native us", "d2lconv/native", "by round"]
     nchw = getattr(native, "NCHW_OPS_LAYOUT", None)
     if nchw:
         print(f"NCHW native: {nchw}")
-        headers += ["NCHW native us", "d2lconv/NCHW native"]
+        headers += ["NCHW native us", "d2lconv/NCHW native", "by round"]
 
     def cells(r):
-        return [r["op"], r["batch"], r["d2lconv_us"], r["native_us"], r["ratio"]] + (
-            [r["native_nchw_us"], r["ratio_nchw"]] if nchw else [])
+        return [r["op"], r["batch"], r["d2lconv_us"], r["native_us"], r["ratio"], _spread(r["ratio_by_round"])] + (
+            [r["native_nchw_us"], r["ratio_nchw"], _spread(r["ratio_nchw_by_round"])] if nchw else [])
 
     print(table(headers, [cells(r) for r in rows]))
     if "skipped" in first_use:
@@ -411,6 +414,11 @@ def _print_ops(native, rows, first_use, settings):
     else:
         print("no backend chosen (first-time user: fresh process, no D2LCONV_BACKEND, no set_backend):")
         print(table(headers, [cells(r) for r in first_use["ops"]]))
+
+
+def _spread(ratios, digits: int = 2) -> str:
+    """The lowest and highest of per-round ratios: how much this machine's noise moved them."""
+    return f"{min(ratios):.{digits}f}-{max(ratios):.{digits}f}" if ratios else "-"
 
 
 def _print_training(rows, notes, settings):
@@ -421,13 +429,10 @@ def _print_training(rows, notes, settings):
           "by round: the lowest and highest Trainer/this within one round")
     done = [r for r in rows if "skipped" not in r]
 
-    def spread(ratios):
-        return f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
-
     print(table(["variant", "batch", "img/s", "1st epoch s", "steady img/s", "loss", "extra MiB", "Trainer/this",
                  "by round"],
                 [[r["variant"], r["batch"], r["img_per_s"], r["first_epoch_s"], r["steady_img_per_s"], r["loss"],
-                  r["extra_mib"], r["trainer_over_this"], spread(r["trainer_over_this_by_round"])] for r in done]))
+                  r["extra_mib"], r["trainer_over_this"], _spread(r["trainer_over_this_by_round"])] for r in done]))
     for r in rows:
         if "skipped" in r:
             print(f"  {r['variant']} (batch {r['batch']}) skipped: {r['skipped']}")
