@@ -18,7 +18,7 @@ from d2lconv.layers import LayerModule, check_input_shape, run
 
 npx.set_np()
 mnp = mx.np
-#: without a GPU every array is in host memory, where the NumPy copy is cheap; with one, an
+#: without a GPU every array is in host memory, where NumPy reads it through a view; with one, an
 #: array's context is read first (a GPU array stays with MXNet's own reduction)
 ALL_ON_HOST = mx.context.num_gpus() == 0
 
