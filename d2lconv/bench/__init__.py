@@ -35,6 +35,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -199,21 +200,39 @@ def batches_of(X, y, batch_size: int) -> list:
     return [(X[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(y), batch_size)]
 
 
+class FreshBatches(Sequence):
+    """The same NumPy batches, each handed out as a fresh copy, as a data loader makes them
+    (shuffled rows gathered into a new array): every training loop measured, the Trainer and the
+    hand-written ones alike, converts a batch it has not seen before. A framework may convert a
+    fresh array more slowly than one it converted already (TensorFlow, a batch of 256: 160-200
+    vs 37-52 us), so giving one side reused arrays would favour it."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, index):
+        X, y = self.batches[index]
+        return X.copy(), y.copy()
+
+
 class InMemoryData:
     """The data-module interface ``Trainer.fit`` reads (``num_train``, ``batch_size``,
-    ``train_dataloader()``, ``val_dataloader()``) over fixed NumPy batches, converted as they
-    are drawn the way d2lconv's data modules convert theirs (a fresh copy, which the backend
-    may share: ``batch_from_numpy``); ``mark()`` is called as each epoch starts."""
+    ``train_dataloader()``, ``val_dataloader()``) over :class:`FreshBatches`, converted the way
+    d2lconv's data modules convert theirs (``batch_from_numpy``: the backend may share a fresh
+    batch); ``mark()`` is called as each epoch starts."""
 
     def __init__(self, batches, val, mark):
         self.batches, self.val, self.mark = batches, val, mark
-        self.batch_size, self.num_train = len(batches[0][1]), sum(len(y) for _, y in batches)
+        self.batch_size, self.num_train = len(batches[0][1]), sum(len(y) for _, y in batches.batches)
         self.convert = backend.current().batch_from_numpy
 
     def train_dataloader(self):
         self.mark()
         convert = self.convert
-        return ((convert(X.copy()), convert(y.copy())) for X, y in self.batches)
+        return ((convert(X), convert(y)) for X, y in self.batches)
 
     def val_dataloader(self):
         return iter([(self.convert(self.val[0].copy()), self.convert(self.val[1].copy()))])
@@ -268,7 +287,7 @@ def training_results(name: str, settings: Settings) -> tuple[list[dict], list[st
                                   f"keras.Sequential LeNet, SGD, NHWC, KERAS_BACKEND={native.KERAS_BACKEND}, one subprocess per run"))
     rows = []
     for batch_size in settings.train_batch_sizes:
-        batches = batches_of(X, y, batch_size)
+        batches = FreshBatches(batches_of(X, y, batch_size))
         runs = {TRAINER: lambda: timed_fit(trainer_fit, batches, val, settings.epochs)}
         if backend.load(name).compile_pays_after:
             compiled = functools.partial(trainer_fit, compile=True)
