@@ -224,18 +224,22 @@ class InMemoryData:
     d2lconv's data modules convert theirs (``batch_from_numpy``: the backend may share a fresh
     batch); ``mark()`` is called as each epoch starts."""
 
-    def __init__(self, batches, val, mark):
-        self.batches, self.val, self.mark = batches, val, mark
-        self.batch_size, self.num_train = len(batches[0][1]), sum(len(y) for _, y in batches.batches)
+    def __init__(self, batches: FreshBatches, val, mark):
+        self.batches, self.val, self.mark = batches, FreshBatches([val]), mark
+        labels = [y for _, y in batches.batches]  # sizes from the arrays beneath: no copies
+        self.batch_size, self.num_train = len(labels[0]), sum(map(len, labels))
         self.convert = backend.current().batch_from_numpy
 
     def train_dataloader(self):
         self.mark()
-        convert = self.convert
-        return ((convert(X), convert(y)) for X, y in self.batches)
+        return self._converted(self.batches)
 
     def val_dataloader(self):
-        return iter([(self.convert(self.val[0].copy()), self.convert(self.val[1].copy()))])
+        return self._converted(self.val)
+
+    def _converted(self, batches):
+        convert = self.convert
+        return ((convert(X), convert(y)) for X, y in batches)
 
 
 def trainer_fit(batches, val, epochs, lr, mark, compile=None):
