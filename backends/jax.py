@@ -125,6 +125,7 @@ class Module(LayerModule, nnx.Module):
 
 class JaxBackend(Backend):
     name = "jax"
+    immutable_tensors = True
     xp = jnp
 
     def devices(self):

@@ -69,6 +69,7 @@ class Module(LayerModule, tf.Module):
 
 class TensorflowBackend(Backend):
     name = "tensorflow"
+    immutable_tensors = True
     xp = tnp
 
     def devices(self):

@@ -39,6 +39,9 @@ class Backend:
     name: str = ""
     #: True where gradients exist (every framework, not the NumPy reference)
     differentiable: bool = True
+    #: True where no operation changes a tensor in place (TensorFlow, JAX), so a converted batch
+    #: can be handed out again: data modules then convert their validation set only once
+    immutable_tensors: bool = False
     xp = np
 
     # --- devices ------------------------------------------------------------------------------

@@ -113,16 +113,14 @@ class Trainer:
 
     def _evaluate(self, b, forward, data) -> tuple[float, float]:
         """:meth:`evaluate` with ``forward(X)`` giving the logits (the model, or its compiled form)."""
-        losses, correct, sizes = [], 0, []
+        metrics, sizes = [], []
         with backend.use_backend(b.name), b.inference():
             for X, y in data.val_dataloader():
-                logits = forward(X)
-                losses.append(training.cross_entropy(logits, y))
+                metrics.append(training.loss_and_accuracy(forward(X), y, "Trainer.evaluate"))
                 sizes.append(b.shape(X)[0])
-                correct += training.accuracy(logits, y) * sizes[-1]
         if not sizes:
             raise ValueError("Trainer.evaluate: data.val_dataloader() gave no examples")
-        return float(np.dot(b.to_numpy(b.stack(losses, 0)), sizes) / sum(sizes)), correct / sum(sizes)
+        return tuple(float(value) for value in np.dot(sizes, metrics) / sum(sizes))
 
     def _record(self, epoch, train_loss, val_loss, val_acc):
         for key, value in zip(self.history, (epoch, train_loss, val_loss, val_acc)):

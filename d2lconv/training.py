@@ -62,14 +62,30 @@ def cross_entropy(logits, labels):
     return b.cross_entropy(logits, labels)
 
 
+def _on_host(logits, labels, op: str) -> tuple[np.ndarray, np.ndarray]:
+    """``logits`` (N, classes) and their labels as checked NumPy arrays."""
+    scores = numpy_of(logits, f"{op}: logits")
+    if scores.ndim != 2:
+        raise ValueError(f"{op}: logits must be 2-D (N, classes), got shape {scores.shape}")
+    labels = _labels(labels, f"{op}: labels")
+    _check_labels(labels, scores.shape, op)
+    return scores, labels
+
+
 def accuracy(logits, labels) -> float:
     """The fraction of rows whose largest logit is at the label; labels have shape (N,)."""
-    scores = numpy_of(logits, "accuracy: logits")
-    if scores.ndim != 2:
-        raise ValueError(f"accuracy: logits must be 2-D (N, classes), got shape {scores.shape}")
-    labels = _labels(labels, "accuracy: labels")
-    _check_labels(labels, scores.shape, "accuracy")
+    scores, labels = _on_host(logits, labels, "accuracy")
     return float((scores.argmax(axis=1) == labels).mean())
+
+
+def loss_and_accuracy(logits, labels, op: str = "loss_and_accuracy") -> tuple[float, float]:
+    """A batch's mean cross-entropy and accuracy, both from one copy of the logits on the host
+    (NumPy's cross-entropy, the reference backend's): what evaluation reports, with no
+    framework call per batch beyond the forward pass (TensorFlow's eager cross-entropy of 1,024
+    rows: 0.3-1 ms, against one transfer of the logits that accuracy makes anyway)."""
+    scores, labels = _on_host(logits, labels, op)
+    loss = backend.load("numpy").cross_entropy(scores, labels)
+    return float(loss), float((scores.argmax(axis=1) == labels).mean())
 
 
 def _per_model_backend(loss_fn, make):

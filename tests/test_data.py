@@ -157,6 +157,22 @@ def test_batches_are_native_and_outlive_later_epochs(d2l):
     np.testing.assert_array_equal(module.train[0][:, 0], images.astype(np.float32))
 
 
+def test_validation_is_converted_once_only_where_tensors_are_immutable(d2l):
+    """The validation batches hold the set in order every epoch; on TensorFlow and JAX, whose
+    tensors no operation changes in place, they are the same tensors each time (converted
+    once), elsewhere new ones, so a batch changed in place never reaches a later epoch."""
+    rng = np.random.default_rng(5)
+    images, labels = rng.random((10, 28, 28)), rng.integers(0, 10, 10)
+    module = data.ImageData((images, labels), (images[:6], labels[:6]), list("0123456789"), batch_size=4)
+    first, second = list(module.val_dataloader()), list(module.val_dataloader())
+    for epoch in (first, second):
+        np.testing.assert_array_equal(np.concatenate([d2l.to_numpy(X) for X, _ in epoch]), images[:6, None].astype(np.float32))
+        np.testing.assert_array_equal(np.concatenate([d2l.to_numpy(y) for _, y in epoch]), labels[:6])
+    same = [a is b for batch_a, batch_b in zip(first, second) for a, b in zip(batch_a, batch_b)]
+    immutable = d2lconv.backend.load(module.backend_name).immutable_tensors
+    assert same == [immutable] * 4 and immutable == (module.backend_name in ("tensorflow", "jax"))
+
+
 def test_visualize_draws_a_figure(d2l):
     digits = d2l.Digits(batch_size=8, shifts=0)
     figure = digits.visualize(next(digits.val_dataloader()))

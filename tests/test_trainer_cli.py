@@ -110,6 +110,13 @@ def test_fit_evaluates_as_evaluate_does(d2l, needs_autodiff):
     assert val_acc == (logits.argmax(1) == y).mean()
 
 
+def test_evaluate_names_itself_on_bad_labels(d2l, needs_autodiff):
+    X = np.random.default_rng(3).random((4, 1, 28, 28)).astype(np.float32)
+    data = _Batches([(d2l.tensor(X), d2l.tensor(np.arange(4)))], [(d2l.tensor(X), d2l.tensor(np.array([0, 1, 12, 3])))])
+    with pytest.raises(ValueError, match=r"Trainer.evaluate: labels must be class ids in \[0, 10\) .*got \[12\]"):
+        d2l.Trainer(max_epochs=1, progress=False).evaluate(d2l.LeNet(seed=0), data)
+
+
 def test_repeated_fits_warn_of_nothing(d2l, needs_autodiff, recwarn):
     """Six short fits of new models, each with a smaller last batch in training and validation:
     a user trying learning rates in a notebook sees no framework warning (TensorFlow's "excessive

@@ -44,6 +44,7 @@ import d2lconv
 from d2lconv import backend
 from d2lconv.bench.loop import python_loop_corr2d
 from d2lconv.bench.timing import PeakMemory, calls_per_block, interleave, median, per_call_block, table
+from d2lconv.data import ValidationBatches
 
 LR = 0.1
 RESULT_MARK = "D2LCONV-BENCH-RESULT "
@@ -222,20 +223,19 @@ class InMemoryData:
     """The data-module interface ``Trainer.fit`` reads (``num_train``, ``batch_size``,
     ``train_dataloader()``, ``val_dataloader()``) over :class:`FreshBatches`, converted the way
     d2lconv's data modules convert theirs (``batch_from_numpy``: the backend may share a fresh
-    batch); ``mark()`` is called as each epoch starts."""
+    batch; validation through :class:`d2lconv.data.ValidationBatches`); ``mark()`` is called as
+    each epoch starts."""
 
     def __init__(self, batches: FreshBatches, val, mark):
-        self.batches, self.val, self.mark = batches, FreshBatches([val]), mark
+        self.batches, self.mark = batches, mark
         labels = [y for _, y in batches.batches]  # sizes from the arrays beneath: no copies
         self.batch_size, self.num_train = len(labels[0]), sum(map(len, labels))
         self.convert = backend.current().batch_from_numpy
+        self.val_dataloader = ValidationBatches(backend.get_backend(), lambda: self._converted(FreshBatches([val])))
 
     def train_dataloader(self):
         self.mark()
         return self._converted(self.batches)
-
-    def val_dataloader(self):
-        return self._converted(self.val)
 
     def _converted(self, batches):
         convert = self.convert
