@@ -183,7 +183,8 @@ class ImageData:
         return self._batches(*self.train, order)
 
     def val_dataloader(self):
-        """The validation batches in order; on TensorFlow and JAX the same tensors every call."""
+        """The validation batches in order; on TensorFlow and JAX the same tensors every call
+        (converted from ``self.val`` at the first call)."""
         return self._val_batches()
 
     def get_dataloader(self, train: bool):
