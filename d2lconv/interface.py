@@ -135,6 +135,20 @@ class Backend:
         layout), ``bias`` of shape (O,) or None. Built once per layer."""
         raise NotImplementedError(f"backend {self.name!r} does not implement conv2d")
 
+    #: where the framework's CPU convolutions want channel counts in multiples of a block
+    #: (MXNet's oneDNN: 8), that block; None elsewhere. Inside a built container, a convolution
+    #: whose output reaches the next convolution only through per-channel layers then computes
+    #: zero channels up to the block, which the next one reads with zero weights (see
+    #: :mod:`d2lconv.layers`): the same sums for every real channel.
+    channel_block: int | None = None
+
+    def blocked_conv2d_fn(self, stride, pads, extra_out: int, extra_in: int):
+        """:meth:`conv2d_fn` with the weight zero-padded by ``extra_out`` filters (the bias by as
+        many zeros: those output channels are zeros) and by ``extra_in`` input channels (``x``
+        has that many more channels than the weight, which they do not affect). Needed only
+        where :attr:`channel_block` is set."""
+        raise NotImplementedError(f"backend {self.name!r} pads no convolution channels")
+
     def max_pool_fn(self, window, stride, pads):
         """``fn(x)``: max over each window of ``x`` in :attr:`layout`; padded cells are -inf. As
         NumPy's ``max``: a window holding NaN gives NaN, a window of -inf gives -inf."""

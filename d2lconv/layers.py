@@ -263,11 +263,14 @@ class LayerModule:
     ``d2l_fn``, the module's ``fn(module, x)`` in the backend's layout, and for a layer with no
     children ``d2l_native``, the layer's ``fn(x, *param_values)`` (:meth:`Layer.native_fn`); for
     a Dense layer after a Flatten whose weight the backend keeps in flatten order,
-    ``d2l_flat_fn``, its container's ``fn(module, x)`` of the Flatten's input.
+    ``d2l_flat_fn``, its container's ``fn(module, x)`` of the Flatten's input; for a container,
+    ``d2l_blocked``, the names of its Conv children that compute padded channels (their
+    ``d2l_blocked_native`` and ``d2l_blocked_fn``, see :func:`_channel_blocked_convs`).
     """
 
     backend_name = ""
-    d2l_fn = d2l_native = d2l_flat_fn = None
+    d2l_fn = d2l_native = d2l_flat_fn = d2l_blocked_native = None
+    d2l_blocked = frozenset()
 
     @property
     def d2l_backend(self):
@@ -341,10 +344,14 @@ def build(module, x):
 
         y = _through_children(module, x, build_child)
         flatten_order = _flatten_order_pairs(module, in_shapes)
-        module.d2l_fn = _container_fn(b, layer.child_names, flatten_order, _in_place_children(module))
-        # with a weight kept in flatten order the sums run in another order: the first call
-        # returns what every later call will (to the last bit)
-        return module.d2l_fn(module, x) if flatten_order else y
+        chosen = dict.fromkeys(_in_place_children(module), "d2l_in_place_fn")
+        module.d2l_blocked = blocked = _channel_blocked_convs(module)
+        chosen.update(dict.fromkeys(blocked, "d2l_blocked_fn"))
+        module.d2l_fn = _container_fn(b, layer.child_names, flatten_order, chosen)
+        # with a weight kept in flatten order, or padded channels, the sums may run in another
+        # order: the first call returns what every later call will (to the last bit), and is
+        # eager, so the built operators learn their shapes before any trace
+        return module.d2l_fn(module, x) if flatten_order or blocked else y
     if layer.param_names and b.param(module, layer.param_names[0]) is None:
         rng = layer.rng or generator()
         for name, value in layer.initial_values(rng, b.shape(x_nchw)).items():
@@ -401,14 +408,48 @@ def _in_place_children(module) -> set[str]:
     return chosen
 
 
-def _container_fn(b, child_names, flatten_order=frozenset(), in_place=frozenset()):
+#: layers that compute each channel on its own: between two convolutions they carry padded
+#: channels through (see _channel_blocked_convs)
+PER_CHANNEL = (SigmoidLayer, Pool)
+
+
+def _channel_blocked_convs(module) -> set[str]:
+    """Where the backend wants convolution channels in blocks (:attr:`~d2lconv.interface.Backend.channel_block`):
+    the names of the Conv children of a container whose output channels are padded up to the
+    block, because that output reaches the next Conv child only through :data:`PER_CHANNEL`
+    layers, and of those next ones, which read the padded channels with zero weights. Each gets
+    ``d2l_blocked_fn``. The padding never leaves the container's built function."""
+    b, names = module.d2l_backend, module.d2l_layer.child_names
+    if not b.channel_block:
+        return set()
+    layers = [b.child(module, name).d2l_layer for name in names]
+    extra = {}  # name -> [extra output channels, extra input channels]
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Conv) or layer.out % b.channel_block == 0:
+            continue
+        j = next((j for j in range(i + 1, len(layers)) if not isinstance(layers[j], PER_CHANNEL)), len(layers))
+        if j < len(layers) and isinstance(layers[j], Conv):
+            padding = -layer.out % b.channel_block
+            extra.setdefault(names[i], [0, 0])[0] = padding
+            extra.setdefault(names[j], [0, 0])[1] = padding
+    for name, (extra_out, extra_in) in extra.items():
+        conv = b.child(module, name)
+        param_names = conv.d2l_layer.param_names
+        fn = b.blocked_conv2d_fn(conv.d2l_layer.stride, conv.d2l_layer.padding, extra_out, extra_in)
+        conv.d2l_blocked_native = _with_optional_bias(fn, param_names)
+        conv.d2l_blocked_fn = _leaf_fn(b, conv.d2l_blocked_native, param_names)
+    return frozenset(extra)
+
+
+def _container_fn(b, child_names, flatten_order=frozenset(), chosen=None):
     """``f(module, x)`` running the children's built functions in order, in ``b.layout``. A
     Dense named in ``flatten_order`` runs its ``d2l_flat_fn`` on the input of the Flatten before
-    it, which is skipped; a child named in ``in_place`` runs its ``d2l_in_place_fn``."""
-    child = b.child
-    if flatten_order or in_place:
+    it, which is skipped; a child named in ``chosen`` runs the function in the attribute given
+    there (``d2l_in_place_fn``, ``d2l_blocked_fn``)."""
+    child, chosen = b.child, chosen or {}
+    if flatten_order or chosen:
         skipped = {names[0] for names in zip(child_names, child_names[1:]) if names[1] in flatten_order}
-        steps = [(name, "d2l_flat_fn" if name in flatten_order else "d2l_in_place_fn" if name in in_place else "d2l_fn")
+        steps = [(name, "d2l_flat_fn" if name in flatten_order else chosen.get(name, "d2l_fn"))
                  for name in child_names if name not in skipped]
 
         def run_steps(module, x):

@@ -5,8 +5,9 @@ every layout conversion at a container's edges, and a batch size other than the 
 import numpy as np
 import pytest
 
+import d2lconv
 from conftest import BACKEND, assert_close
-from d2lconv import reference
+from d2lconv import reference, training
 from test_layers import expected_lenet_params, lenet_reference
 
 ASYMMETRIC = ((0, 1), (1, 0))
@@ -54,6 +55,54 @@ def test_a_built_sequential_converts_layouts_only_at_its_edges(d2l):
     h = reference.pool2d(1 / (1 + np.exp(-h)), (2, 2), (2, 2), ((1, 0), (0, 1)), mode="max")
     h = h.reshape(len(h), -1)
     assert_close(got, h @ p["4.weight"].T + p["4.bias"])
+
+
+def _chain_reference(p, x):
+    """The float64 forward pass of the convolution chain below."""
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    h = reference.conv2d(x, p["0.weight"], p["0.bias"], (1, 1), ((1, 1), (1, 1)))
+    h = reference.pool2d(sigmoid(h), (2, 2), (2, 2), ((1, 0), (0, 1)), mode="max")
+    h = reference.conv2d(h, p["3.weight"], None, (2, 2), ASYMMETRIC)
+    h = reference.pool2d(h, (2, 2), (1, 1), mode="avg")
+    return reference.conv2d(h, p["5.weight"], p["5.bias"])
+
+
+def test_convolutions_chained_through_per_channel_layers_match_the_reference(d2l, needs_autodiff):
+    """A backend may compute a convolution's output channels padded to a block (MXNet: 3 and 5
+    channels become 8) when they reach the next convolution only through per-channel layers,
+    which reads the extra ones with zero weights. Outputs, gradients and a fused training step
+    still equal the reference's, and the padding never leaves the container: its last
+    convolution gives its 2 channels, and each layer called alone gives its own."""
+    rng = np.random.default_rng(12)
+    first, second = rng.standard_normal((2, 2, 11, 10)), rng.standard_normal((3, 2, 11, 10))
+    net = d2l.Sequential(
+        d2l.LazyConv2d(3, 3, padding=1, seed=1), d2l.Sigmoid(), d2l.MaxPool2d(2, padding=((1, 0), (0, 1))),
+        d2l.LazyConv2d(5, 2, stride=2, padding=ASYMMETRIC, bias=False, seed=2), d2l.AvgPool2d(2, stride=1),
+        d2l.LazyConv2d(2, 1, seed=3),
+    )
+    got = _twice(net, d2l, first, second)
+    p = {name: value.astype(np.float64) for name, value in d2l.get_params(net).items()}
+    assert_close(got, _chain_reference(p, second))
+    b = net.d2l_backend
+    assert d2l.shape(b.child(net, "0")(d2l.tensor(second))) == (3, 3, 11, 10)
+
+    x = d2l.tensor(second)
+    _, grads = d2l.value_and_grad(lambda m, x: d2l.reduce_sum(m(x)))(net, x)
+    for name in ("0.weight", "0.bias", "3.weight", "5.weight"):
+        index = tuple(int(i) for i in np.unravel_index(rng.integers(0, p[name].size), p[name].shape))
+        plus, minus = dict(p), dict(p)
+        plus[name], minus[name] = p[name].copy(), p[name].copy()
+        plus[name][index] += 1e-6
+        minus[name][index] -= 1e-6
+        numeric = (_chain_reference(plus, second).sum() - _chain_reference(minus, second).sum()) / 2e-6
+        assert abs(d2l.to_numpy(grads[name])[index] - numeric) <= 1e-4 * (1 + abs(numeric)), name
+
+    loss_fn = lambda m, x: d2l.reduce_sum(m(x))  # noqa: E731
+    with d2lconv.use_backend(BACKEND):
+        training.train_step(loss_fn, 0.01, compile=True)(net, x)
+    stepped = {name: value - 0.01 * d2l.to_numpy(grads[name]) for name, value in p.items()}
+    for name, value in d2l.get_params(net).items():
+        assert_close(value, stepped[name], tol=1e-4)
 
 
 def test_a_dense_after_a_flatten_reads_c_h_w_whatever_shape_comes_in(d2l):
