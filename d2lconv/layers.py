@@ -413,7 +413,7 @@ def _in_place_children(module) -> set[str]:
 PER_CHANNEL = (SigmoidLayer, Pool)
 
 
-def _channel_blocked_convs(module) -> set[str]:
+def _channel_blocked_convs(module) -> frozenset[str]:
     """Where the backend wants convolution channels in blocks (:attr:`~d2lconv.interface.Backend.channel_block`):
     the names of the Conv children of a container whose output channels are padded up to the
     block, because that output reaches the next Conv child only through :data:`PER_CHANNEL`
@@ -421,7 +421,7 @@ def _channel_blocked_convs(module) -> set[str]:
     ``d2l_blocked_fn``. The padding never leaves the container's built function."""
     b, names = module.d2l_backend, module.d2l_layer.child_names
     if not b.channel_block:
-        return set()
+        return frozenset()
     layers = [b.child(module, name).d2l_layer for name in names]
     extra = {}  # name -> [extra output channels, extra input channels]
     for i, layer in enumerate(layers):
