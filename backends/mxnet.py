@@ -223,8 +223,8 @@ class MxnetBackend(Backend):
     # oneDNN runs LeNet's convolutions on its GEMM kernels with 6 channels and on its blocked
     # JIT kernels with 8: a batch-256 step with the first layer's 6 filters padded to 8 (and the
     # second layer reading them with zero weights) took 21.2 vs 25.3 ms for Gluon's step (which
-    # d2lconv's matched before), batch 32 3.2 vs 3.9 ms
-    channel_block = 8
+    # d2lconv's matched before), batch 32 3.2 vs 3.9 ms. Measured on oneDNN only: not with a GPU.
+    channel_block = 8 if ALL_ON_HOST else None
 
     def blocked_conv2d_fn(self, stride, pads, extra_out, extra_in):
         conv = self.conv2d_fn(stride, pads)  # its kernel shape comes from the padded weight
