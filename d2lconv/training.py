@@ -74,7 +74,10 @@ def _on_host(logits, labels, op: str) -> tuple[np.ndarray, np.ndarray]:
 
 def accuracy(logits, labels) -> float:
     """The fraction of rows whose largest logit is at the label; labels have shape (N,)."""
-    scores, labels = _on_host(logits, labels, "accuracy")
+    return _fraction_correct(*_on_host(logits, labels, "accuracy"))
+
+
+def _fraction_correct(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((scores.argmax(axis=1) == labels).mean())
 
 
@@ -85,7 +88,7 @@ def loss_and_accuracy(logits, labels, op: str = "loss_and_accuracy") -> tuple[fl
     rows: 0.3-1 ms, against one transfer of the logits that accuracy makes anyway)."""
     scores, labels = _on_host(logits, labels, op)
     loss = backend.load("numpy").cross_entropy(scores, labels)
-    return float(loss), float((scores.argmax(axis=1) == labels).mean())
+    return float(loss), _fraction_correct(scores, labels)
 
 
 def _per_model_backend(loss_fn, make):
