@@ -8,13 +8,14 @@ constant -inf mask over the padded cells instead.
 import ctypes
 import functools
 import math
+import threading
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, npx
 
-from d2lconv.interface import FINITE_IN_NUMPY_UP_TO, Backend, surely_finite
-from d2lconv.layers import LayerModule, check_input_shape, run
+from d2lconv.interface import FINITE_IN_NUMPY_UP_TO, Backend, ModelLoss, surely_finite
+from d2lconv.layers import LayerModule, check_input_shape, input_containers, run
 
 npx.set_np()
 mnp = mx.np
@@ -94,23 +95,26 @@ def _options(**options):
 
 
 def _weight_shape_config(make):
-    """A config dict filled by ``make(weight_shape)`` on the first (eager) call: the kernel size
-    and output count that MXNet's ops need, which a traced symbol does not carry."""
+    """A config dict filled by ``make(weight_shape)`` on the first call: the kernel size and
+    output count that MXNet's ops need as arguments. A traced weight (a symbol) has no ``shape``;
+    its shape is inferred from the parameter's (a padded weight's first call is a trace)."""
     config = {}
 
     def get(w):
         if not config:
-            config.update(make(tuple(w.shape)))
+            shape = w.infer_shape()[1][0] if isinstance(w, mx.sym.Symbol) else w.shape
+            config.update(make(tuple(shape)))
         return config
 
     return get
 
 
-def _first_forward(model, loss_fn, compile, args):
-    """``(forward, loss of args)``: the fused hybridized block when ``loss_fn`` traces
-    symbolically, else ``loss_fn`` run eagerly over the model hybridized alone."""
+def _first_forward(model, loss_fn, compile, padded, args):
+    """``(forward, loss of args)``: the fused hybridized block (its model's channels padded if
+    ``padded``) when ``loss_fn`` traces symbolically, else ``loss_fn`` run eagerly over the
+    model hybridized alone."""
     if compile:
-        fused = _FusedLoss(model, loss_fn)
+        fused = _FusedLoss(model, loss_fn, padded)
         try:
             return fused, fused(*args)
         except (TypeError, ValueError, AttributeError, mx.base.MXNetError):  # not symbolic-safe
@@ -119,17 +123,27 @@ def _first_forward(model, loss_fn, compile, args):
     return eager, eager(*args)
 
 
+#: ``.containers``: while a model's graph is traced with padded channels in this thread, its
+#: containers that read its input (:func:`~d2lconv.layers.input_containers`)
+_padded_trace = threading.local()
+
+
 class _FusedLoss(gluon.HybridBlock):
     """``loss_fn(model, *args)`` as one hybridized block: one cached graph for the forward pass,
-    the loss and their backward pass."""
+    the loss and their backward pass; with ``padded``, the model's ``d2l_blocked`` convolutions
+    compute padded channels in it."""
 
-    def __init__(self, model, loss_fn):
+    def __init__(self, model, loss_fn, padded=False):
         super().__init__()
-        self.model, self.loss_fn = model, loss_fn
+        self.model, self.loss_fn, self.padded = model, loss_fn, padded
         self.hybridize(static_alloc=True, static_shape=True)
 
-    def hybrid_forward(self, F, *args):
-        return self.loss_fn(self.model, *args)
+    def hybrid_forward(self, F, *args):  # called only to trace the graph
+        _padded_trace.containers = input_containers(self.model) if self.padded else ()
+        try:
+            return self.loss_fn(self.model, *args)
+        finally:
+            _padded_trace.containers = ()
 
 
 class Module(LayerModule, gluon.HybridBlock):
@@ -153,21 +167,20 @@ class Module(LayerModule, gluon.HybridBlock):
     def hybrid_forward(self, F, x, **params):
         layer = self.d2l_layer
         if layer.child_names:
+            padded = any(c is self for c in getattr(_padded_trace, "containers", ()))
+            blocked = self.d2l_blocked if padded else ()
             for name in layer.child_names:
                 child = self._children[name]
-                x = _blocked_call(child, x) if name in self.d2l_blocked else child(x)
+                x = _blocked_call(child, x) if name in blocked else child(x)
             return x
         return self.d2l_native(x, *[params[name] for name in layer.param_names])
 
 
 def _blocked_call(conv, x):
     """A Conv child's forward with padded channels (``d2l_blocked_native``, see
-    ``d2lconv.layers._channel_blocked_convs``), given the parameters Gluon's ``forward`` would
-    hand its ``hybrid_forward``: symbols while a graph is traced, else arrays."""
-    if isinstance(x, mx.sym.Symbol):
-        params = {name: p.var() for name, p in conv._reg_params.items()}
-    else:
-        params = {name: p.data(x.ctx) for name, p in conv._reg_params.items()}
+    ``d2lconv.layers._channel_blocked_convs``) in a traced graph, given the parameters' symbols
+    as Gluon's ``forward`` would hand them to its ``hybrid_forward``."""
+    params = {name: p.var() for name, p in conv._reg_params.items()}
     return conv.d2l_blocked_native(x, *[params[name] for name in conv.d2l_layer.param_names])
 
 
@@ -359,14 +372,23 @@ class MxnetBackend(Backend):
     def train_step(self, loss_fn, lr, compile):
         """Model and loss as one hybridized graph (``compile``), recorded by autograd, then an
         ``sgd_update`` per parameter in place. A loss function that cannot be traced
-        symbolically (d2lconv's checked ``cross_entropy``, say) runs eagerly on the hybridized model."""
-        forwards = {}  # model -> its forward pass
+        symbolically (d2lconv's checked ``cross_entropy``, say) runs eagerly on the hybridized
+        model. With the Trainer's loss, a batch found finite on the host runs a graph whose
+        convolutions compute channels padded to :attr:`channel_block`; any other, the plain one."""
+        forwards = {}  # (model, padded) -> its forward pass
+        pads = {}  # model -> whether a container reading its input pads channels
+        may_pad = compile and isinstance(loss_fn, ModelLoss)
 
         def step(model, params, *args):
+            padded = may_pad and isinstance(args[0], mnp.ndarray)
+            if padded:
+                if (padded := pads.get(model)) is None:
+                    padded = pads[model] = any(c.d2l_blocked for c in input_containers(model))
+                padded = padded and _finite_on_host(args[0]) is True
             with autograd.record():
-                if (forward := forwards.get(model)) is None:
-                    forward, loss = _first_forward(model, loss_fn, compile, args)
-                    forwards[model] = forward
+                if (forward := forwards.get((model, padded))) is None:
+                    forward, loss = _first_forward(model, loss_fn, compile, padded, args)
+                    forwards[model, padded] = forward
                 else:
                     loss = forward(*args)
             loss.backward()

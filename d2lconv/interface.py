@@ -33,6 +33,18 @@ def surely_finite(array: np.ndarray) -> bool:
     return math.isfinite(np.dot(flat, flat))
 
 
+class ModelLoss:
+    """The Trainer's loss, ``loss(model, X, y)``: the backend's unchecked cross-entropy of
+    ``model(X)``. ``X`` reaches the model unchanged, so a backend's training step may look at it
+    before choosing how the model computes (MXNet pads channels only for a finite batch)."""
+
+    def __init__(self, b: "Backend"):
+        self.cross_entropy = b.cross_entropy
+
+    def __call__(self, model, X, y):
+        return self.cross_entropy(model(X), y)
+
+
 class Backend:
     """One framework's translation of the d2lconv operators."""
 
@@ -136,10 +148,11 @@ class Backend:
         raise NotImplementedError(f"backend {self.name!r} does not implement conv2d")
 
     #: where the framework's CPU convolutions want channel counts in multiples of a block
-    #: (MXNet's oneDNN: 8), that block; None elsewhere. Inside a built container, a convolution
-    #: whose output reaches the next convolution only through per-channel layers then computes
-    #: zero channels up to the block, which the next one reads with zero weights (see
-    #: :mod:`d2lconv.layers`): the same sums for every real channel.
+    #: (MXNet's oneDNN: 8), that block; None elsewhere. A built container's first convolution,
+    #: when its output reaches the next convolution only through per-channel layers, may then
+    #: compute zero channels up to the block, which the next one reads with zero weights (see
+    #: :func:`d2lconv.layers._channel_blocked_convs`): the same sums for every real channel, for
+    #: a finite input (a zero filter over an infinity gives NaN), which the backend checks first.
     channel_block: int | None = None
 
     def blocked_conv2d_fn(self, stride, pads, extra_out: int, extra_in: int):

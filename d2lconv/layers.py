@@ -264,8 +264,8 @@ class LayerModule:
     children ``d2l_native``, the layer's ``fn(x, *param_values)`` (:meth:`Layer.native_fn`); for
     a Dense layer after a Flatten whose weight the backend keeps in flatten order,
     ``d2l_flat_fn``, its container's ``fn(module, x)`` of the Flatten's input; for a container,
-    ``d2l_blocked``, the names of its Conv children that compute padded channels (their
-    ``d2l_blocked_native`` and ``d2l_blocked_fn``, see :func:`_channel_blocked_convs`).
+    ``d2l_blocked``, the names of its Conv children that may compute padded channels in a
+    backend's training step (their ``d2l_blocked_native``, see :func:`_channel_blocked_convs`).
     """
 
     backend_name = ""
@@ -345,13 +345,12 @@ def build(module, x):
         y = _through_children(module, x, build_child)
         flatten_order = _flatten_order_pairs(module, in_shapes)
         chosen = dict.fromkeys(_in_place_children(module), "d2l_in_place_fn")
-        module.d2l_blocked = blocked = _channel_blocked_convs(module)
-        chosen.update(dict.fromkeys(blocked, "d2l_blocked_fn"))
+        module.d2l_blocked = _channel_blocked_convs(module)
         module.d2l_fn = _container_fn(b, layer.child_names, flatten_order, chosen)
-        # with a weight kept in flatten order, or padded channels, the sums may run in another
-        # order: the first call returns what every later call will (to the last bit), and is
-        # eager, so the built operators learn their shapes before any trace
-        return module.d2l_fn(module, x) if flatten_order or blocked else y
+        # with a weight kept in flatten order the sums may run in another order: the first call
+        # returns what every later call will (to the last bit), and is eager, so the built
+        # operators learn their shapes before any trace
+        return module.d2l_fn(module, x) if flatten_order else y
     if layer.param_names and b.param(module, layer.param_names[0]) is None:
         rng = layer.rng or generator()
         for name, value in layer.initial_values(rng, b.shape(x_nchw)).items():
@@ -415,37 +414,47 @@ PER_CHANNEL = (SigmoidLayer, Pool)
 
 def _channel_blocked_convs(module) -> frozenset[str]:
     """Where the backend wants convolution channels in blocks (:attr:`~d2lconv.interface.Backend.channel_block`):
-    the names of the Conv children of a container whose output channels are padded up to the
-    block, because that output reaches the next Conv child only through :data:`PER_CHANNEL`
-    layers, and of those next ones, which read the padded channels with zero weights. Each gets
-    ``d2l_blocked_fn``. The padding never leaves the container's built function."""
+    the names of the Conv children of a container whose output channels may be padded up to the
+    block, and of the next Conv child, which reads the extra ones with zero weights. Only the
+    first child pads its output, when it reaches the next Conv child through
+    :data:`PER_CHANNEL` layers alone: an extra channel is a zero filter's sum, NaN wherever its
+    window holds an infinity, so the backend pads only for an input it has checked to be
+    finite, and the first child's input is the container's. Each gets ``d2l_blocked_native``."""
     b, names = module.d2l_backend, module.d2l_layer.child_names
-    if not b.channel_block:
+    if not b.channel_block or not names:
         return frozenset()
     layers = [b.child(module, name).d2l_layer for name in names]
-    extra = {}  # name -> [extra output channels, extra input channels]
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, Conv) or layer.out % b.channel_block == 0:
-            continue
-        j = next((j for j in range(i + 1, len(layers)) if not isinstance(layers[j], PER_CHANNEL)), len(layers))
-        if j < len(layers) and isinstance(layers[j], Conv):
-            padding = -layer.out % b.channel_block
-            extra.setdefault(names[i], [0, 0])[0] = padding
-            extra.setdefault(names[j], [0, 0])[1] = padding
-    for name, (extra_out, extra_in) in extra.items():
+    first = layers[0]
+    if not isinstance(first, Conv) or first.out % b.channel_block == 0:
+        return frozenset()
+    j = next((j for j in range(1, len(layers)) if not isinstance(layers[j], PER_CHANNEL)), len(layers))
+    if j == len(layers) or not isinstance(layers[j], Conv):
+        return frozenset()
+    padding = -first.out % b.channel_block
+    for name, extra_out, extra_in in ((names[0], padding, 0), (names[j], 0, padding)):
         conv = b.child(module, name)
-        param_names = conv.d2l_layer.param_names
         fn = b.blocked_conv2d_fn(conv.d2l_layer.stride, conv.d2l_layer.padding, extra_out, extra_in)
-        conv.d2l_blocked_native = _with_optional_bias(fn, param_names)
-        conv.d2l_blocked_fn = _leaf_fn(b, conv.d2l_blocked_native, param_names)
-    return frozenset(extra)
+        conv.d2l_blocked_native = _with_optional_bias(fn, conv.d2l_layer.param_names)
+    return frozenset((names[0], names[j]))
+
+
+def input_containers(module) -> list:
+    """``module`` and every container reached from it through first children: the containers
+    whose input is ``module``'s, where :func:`_channel_blocked_convs` may pad."""
+    b, chain = module.d2l_backend, [module]
+    while chain[-1].d2l_layer.child_names:
+        first = b.child(chain[-1], chain[-1].d2l_layer.child_names[0])
+        if not first.d2l_layer.child_names:
+            break
+        chain.append(first)
+    return chain
 
 
 def _container_fn(b, child_names, flatten_order=frozenset(), chosen=None):
     """``f(module, x)`` running the children's built functions in order, in ``b.layout``. A
     Dense named in ``flatten_order`` runs its ``d2l_flat_fn`` on the input of the Flatten before
     it, which is skipped; a child named in ``chosen`` runs the function in the attribute given
-    there (``d2l_in_place_fn``, ``d2l_blocked_fn``)."""
+    there (``d2l_in_place_fn``)."""
     child, chosen = b.child, chosen or {}
     if flatten_order or chosen:
         skipped = {names[0] for names in zip(child_names, child_names[1:]) if names[1] in flatten_order}

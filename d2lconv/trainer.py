@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 
 from d2lconv import args, backend, training
+from d2lconv.interface import ModelLoss
 from d2lconv.params import _check_model, named_params
 
 #: what ``fit`` needs of a data module (d2l's DataModule interface)
@@ -82,7 +83,7 @@ class Trainer:
                 f"Trainer.fit: the {b.name} backend is forward only (no gradients); train on torch, tensorflow, jax or mxnet"
             )
         self._device(b, model)
-        native_loss = lambda model, X, y: b.cross_entropy(model(X), y)  # noqa: E731
+        native_loss = ModelLoss(b)
         with backend.use_backend(b.name):
             bar = tqdm(total=self.max_epochs * -(-data.num_train // data.batch_size), disable=not self.progress,
                        desc=f"{b.name} LeNet" if self.progress else None, unit="batch")

@@ -8,7 +8,8 @@ import pytest
 import d2lconv
 from conftest import BACKEND, assert_close
 from d2lconv import reference, training
-from test_layers import expected_lenet_params, lenet_reference
+from d2lconv.interface import ModelLoss
+from test_layers import cross_entropy_reference, expected_lenet_params, lenet_reference
 
 ASYMMETRIC = ((0, 1), (1, 0))
 
@@ -68,11 +69,10 @@ def _chain_reference(p, x):
 
 
 def test_convolutions_chained_through_per_channel_layers_match_the_reference(d2l, needs_autodiff):
-    """A backend may compute a convolution's output channels padded to a block (MXNet: 3 and 5
-    channels become 8) when they reach the next convolution only through per-channel layers,
-    which reads the extra ones with zero weights. Outputs, gradients and a fused training step
-    still equal the reference's, and the padding never leaves the container: its last
-    convolution gives its 2 channels, and each layer called alone gives its own."""
+    """Convolutions chained through per-channel layers (sigmoid, asymmetric max pooling, a
+    strided bias-free convolution, average pooling): outputs, gradients and a fused training step
+    equal the reference's; the last convolution gives its 2 channels, and each layer called
+    alone gives its own."""
     rng = np.random.default_rng(12)
     first, second = rng.standard_normal((2, 2, 11, 10)), rng.standard_normal((3, 2, 11, 10))
     net = d2l.Sequential(
@@ -103,6 +103,35 @@ def test_convolutions_chained_through_per_channel_layers_match_the_reference(d2l
     stepped = {name: value - 0.01 * d2l.to_numpy(grads[name]) for name, value in p.items()}
     for name, value in d2l.get_params(net).items():
         assert_close(value, stepped[name], tol=1e-4)
+
+
+def test_the_trainers_step_gives_the_reference_loss_on_batches_holding_infinities(d2l, needs_autodiff):
+    """The Trainer's fused step may compute LeNet's first convolution with channels padded to
+    a block (MXNet: 6 become 8, read by the second with zero weights). A zero filter over an
+    infinity gives NaN, where the real channels give +-inf and their sigmoid 0 or 1: a batch
+    holding an infinity must still give the reference's finite loss, and finite batches before
+    and after it too. (Its gradients are NaN, as the reference's: inf * sigmoid' = inf * 0; the
+    parameters are put back after each step.)"""
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((4, 1, 28, 28))
+    hostile = x.copy()
+    hostile[0, 0, 3, 4], hostile[2, 0, 20, 10] = np.inf, -np.inf
+    labels = np.array([0, 3, 7, 9])
+    net = d2l.LeNet(seed=0)
+    net(d2l.tensor(x))
+    b = net.d2l_backend
+    with d2lconv.use_backend(BACKEND):
+        step, params = b.train_step(ModelLoss(b), 0.1, True), d2lconv.params.named_params(net)
+        start = d2l.get_params(net)
+        p = {name: value.astype(np.float64) for name, value in start.items()}
+        for batch in (x, hostile, x):
+            with np.errstate(over="ignore"):  # exp(-z) of z = -inf in the reference's sigmoid
+                want = cross_entropy_reference(lenet_reference(p, batch), labels)
+            assert np.isfinite(want)
+            loss = step(net, params, b.batch_from_numpy(batch.astype(np.float32)),
+                        b.batch_from_numpy(labels.astype(np.int32)))
+            assert abs(float(d2l.to_numpy(loss)) - want) <= 1e-4 * (1 + abs(want))
+            d2l.set_params(net, start)
 
 
 def test_a_dense_after_a_flatten_reads_c_h_w_whatever_shape_comes_in(d2l):
