@@ -43,8 +43,8 @@ class _HostArray:
 
 def _finite_on_host(x):
     """:func:`surely_finite` of a host array's memory read through DLPack, or None where MXNet
-    holds ``x`` in one of oneDNN's blocked layouts (a padded-channel convolution's output,
-    after its activation), which has no plain view."""
+    holds ``x`` in one of oneDNN's blocked layouts, which has no plain view (seen on the
+    activation of a convolution with padded channels)."""
     try:
         view = np.from_dlpack(_HostArray(x))
     except mx.base.MXNetError:
@@ -167,8 +167,9 @@ class Module(LayerModule, gluon.HybridBlock):
     def hybrid_forward(self, F, x, **params):
         layer = self.d2l_layer
         if layer.child_names:
-            padded = any(c is self for c in getattr(_padded_trace, "containers", ()))
-            blocked = self.d2l_blocked if padded else ()
+            blocked = self.d2l_blocked  # padded only in a graph traced for them (_FusedLoss)
+            if blocked and not any(c is self for c in getattr(_padded_trace, "containers", ())):
+                blocked = ()
             for name in layer.child_names:
                 child = self._children[name]
                 x = _blocked_call(child, x) if name in blocked else child(x)
@@ -379,12 +380,14 @@ class MxnetBackend(Backend):
         pads = {}  # model -> whether a container reading its input pads channels
         may_pad = compile and isinstance(loss_fn, ModelLoss)
 
+        def pads_channels(model):
+            if (found := pads.get(model)) is None:
+                found = pads[model] = any(c.d2l_blocked for c in input_containers(model))
+            return found
+
         def step(model, params, *args):
-            padded = may_pad and isinstance(args[0], mnp.ndarray)
-            if padded:
-                if (padded := pads.get(model)) is None:
-                    padded = pads[model] = any(c.d2l_blocked for c in input_containers(model))
-                padded = padded and _finite_on_host(args[0]) is True
+            padded = may_pad and isinstance(args[0], mnp.ndarray) and pads_channels(model) \
+                and _finite_on_host(args[0]) is True
             with autograd.record():
                 if (forward := forwards.get((model, padded))) is None:
                     forward, loss = _first_forward(model, loss_fn, compile, padded, args)

@@ -344,12 +344,10 @@ def build(module, x):
 
         y = _through_children(module, x, build_child)
         flatten_order = _flatten_order_pairs(module, in_shapes)
-        chosen = dict.fromkeys(_in_place_children(module), "d2l_in_place_fn")
         module.d2l_blocked = _channel_blocked_convs(module)
-        module.d2l_fn = _container_fn(b, layer.child_names, flatten_order, chosen)
-        # with a weight kept in flatten order the sums may run in another order: the first call
-        # returns what every later call will (to the last bit), and is eager, so the built
-        # operators learn their shapes before any trace
+        module.d2l_fn = _container_fn(b, layer.child_names, flatten_order, _in_place_children(module))
+        # with a weight kept in flatten order the sums run in another order: the first call
+        # returns what every later call will (to the last bit)
         return module.d2l_fn(module, x) if flatten_order else y
     if layer.param_names and b.param(module, layer.param_names[0]) is None:
         rng = layer.rng or generator()
@@ -450,15 +448,14 @@ def input_containers(module) -> list:
     return chain
 
 
-def _container_fn(b, child_names, flatten_order=frozenset(), chosen=None):
+def _container_fn(b, child_names, flatten_order=frozenset(), in_place=frozenset()):
     """``f(module, x)`` running the children's built functions in order, in ``b.layout``. A
     Dense named in ``flatten_order`` runs its ``d2l_flat_fn`` on the input of the Flatten before
-    it, which is skipped; a child named in ``chosen`` runs the function in the attribute given
-    there (``d2l_in_place_fn``)."""
-    child, chosen = b.child, chosen or {}
-    if flatten_order or chosen:
+    it, which is skipped; a child named in ``in_place`` runs its ``d2l_in_place_fn``."""
+    child = b.child
+    if flatten_order or in_place:
         skipped = {names[0] for names in zip(child_names, child_names[1:]) if names[1] in flatten_order}
-        steps = [(name, "d2l_flat_fn" if name in flatten_order else chosen.get(name, "d2l_fn"))
+        steps = [(name, "d2l_flat_fn" if name in flatten_order else "d2l_in_place_fn" if name in in_place else "d2l_fn")
                  for name in child_names if name not in skipped]
 
         def run_steps(module, x):
