@@ -5,6 +5,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.modules import module as nn_module
 
 from d2lconv.interface import Backend
 from d2lconv.layers import LayerModule, check_input_shape, run
@@ -42,18 +43,33 @@ def _sgd(weights, grads, lr):
         torch._foreach_add_([w for w, _ in pairs], [g for _, g in pairs], alpha=-lr)
 
 
+#: the hooks torch runs for every module (``register_module_forward_hook`` and the like), dicts
+#: it changes in place
+_GLOBAL_HOOKS = (nn_module._global_forward_pre_hooks, nn_module._global_forward_hooks,
+                 nn_module._global_backward_pre_hooks, nn_module._global_backward_hooks)
+
+
 class Module(LayerModule, torch.nn.Module):
     """A d2lconv layer as a ``torch.nn.Module``; children and parameters are registered attributes."""
 
     backend_name = "torch"
+    d2l_below = None  # a container's modules below it, listed at its first call
 
     def __init__(self, layer):
         torch.nn.Module.__init__(self)
         self.d2l_layer = layer
 
+    def d2l_hooked(self):  # nn.Module.__call__'s own test, for each module below
+        below = self.d2l_below
+        if below is None:
+            below = self.d2l_below = list(self.modules())[1:]
+        return any(_GLOBAL_HOOKS) or any(
+            m._forward_pre_hooks or m._forward_hooks or m._backward_pre_hooks or m._backward_hooks for m in below
+        )
+
     def forward(self, x):
         fn = self.d2l_fn
-        if fn is None or not isinstance(x, torch.Tensor):
+        if fn is None or not isinstance(x, torch.Tensor) or (self.d2l_layer.child_names and self.d2l_hooked()):
             return run(self, x)  # the first call builds; a non-tensor input is converted
         check_input_shape(self, x)
         return fn(self, x)  # NCHW is torch's layout: no edge conversion

@@ -276,6 +276,13 @@ class LayerModule:
     def d2l_backend(self):
         return backend.load(self.backend_name)
 
+    def d2l_hooked(self) -> bool:
+        """Whether the framework would run a hook (one a user registered) for a module below
+        this container when calling it. Built functions call no module, so while this holds the
+        container calls its children instead (:func:`run_through_calls`). False where modules
+        have no hooks."""
+        return False
+
     def layer_summary(self, X_shape):
         """Print each layer's output shape for an input of ``X_shape``, as the book does."""
         return layer_summary(self, X_shape)
@@ -283,6 +290,8 @@ class LayerModule:
 
 def run(module, x):
     """A module's forward pass: NCHW (or 2-D) ``x`` in and out, built on the first call."""
+    if module.d2l_layer.child_names and module.d2l_hooked():
+        return run_through_calls(module, x)
     b = module.d2l_backend
     if not b.is_native(x):
         with backend.use_backend(b.name):
@@ -294,6 +303,13 @@ def run(module, x):
     if b.layout == "NCHW":
         return module.d2l_fn(module, x)
     return b.to_nchw(module.d2l_fn(module, b.to_internal(x)))
+
+
+def run_through_calls(module, x):
+    """A container's forward pass calling each child as the framework calls a module, as
+    ``nn.Sequential`` does: every hook runs and sees what it would see there; each child
+    converts, checks and builds itself. NCHW in and out."""
+    return _through_children(module, x, lambda child, x: child(x))
 
 
 def check_input_shape(module, x) -> None:
@@ -393,8 +409,8 @@ def _flatten_order_pairs(module, in_shapes) -> set[str]:
 def _in_place_children(module) -> set[str]:
     """The names of the children of a container that come right after a sibling with a fresh
     output and have an in-place form (:meth:`Layer.in_place_fn`); each gets ``d2l_in_place_fn``.
-    Such an output is read by no one else: the container passes it on, and the built path
-    runs no hooks."""
+    Such an output is read by no one else: the container passes it on, and it runs its built
+    function only while no hook could see that output (:meth:`LayerModule.d2l_hooked`)."""
     b, names, chosen = module.d2l_backend, module.d2l_layer.child_names, set()
     for before, name in zip(names, names[1:]):
         child = b.child(module, name)

@@ -244,3 +244,53 @@ def test_tensorflow_lenet_first_called_inside_a_tf_function(d2l):
     assert_close(_twice(eager, d2l, X, X), expected, tol=1e-4)
     assert tuple(named_params(eager)["net.7.weight"].shape) == (25, 16, 120)
     np.testing.assert_array_equal(d2l.get_params(eager)["net.7.weight"], expected_lenet_params(0)["net.7.weight"])
+
+
+def _module_hooks(what):
+    if BACKEND not in ("torch", "mxnet"):
+        pytest.skip(f"{what} are torch's and Gluon's (backend under test: {BACKEND})")
+
+
+def test_forward_hooks_inside_a_model_run_and_see_the_reference(d2l):
+    """torch and Gluon run a module's hooks when it is called; a built container runs its
+    children's functions without calling them, so while a module below has a hook it calls
+    each child instead: the hook runs on the first call and later ones, for NumPy and native
+    inputs, and sees the convolution's output as the reference computes it (not the in-place
+    sigmoid that comes after it on torch's built path); the model's output is the reference's,
+    and stays so once the hook is removed."""
+    _module_hooks("module hooks")
+    b = d2lconv.backend.load(BACKEND)
+    rng = np.random.default_rng(13)
+    inputs = [rng.standard_normal((2, 1, 28, 28)) for _ in range(3)]
+    p = expected_lenet_params(0)
+    net = d2l.LeNet(seed=0)
+    conv = b.child(b.child(net, "net"), "0")
+    seen = []
+    handle = conv.register_forward_hook(lambda module, args, output: seen.append(d2l.to_numpy(output)))
+    for X in (inputs[0], d2l.tensor(inputs[1]), inputs[1]):
+        X64 = d2l.to_numpy(X).astype(np.float64)
+        assert_close(net(X), lenet_reference(p, X64), tol=1e-4)
+        assert_close(seen[-1], reference.conv2d(X64, p["net.0.weight"], p["net.0.bias"], padding=((2, 2), (2, 2))))
+    assert len(seen) == 3
+    (handle.remove if hasattr(handle, "remove") else handle.detach)()
+    assert_close(net(d2l.tensor(inputs[2])), lenet_reference(p, inputs[2]), tol=1e-4)
+    assert len(seen) == 3
+
+
+def test_global_module_hooks_see_every_module_in_call_order(d2l):
+    """torch's ``register_module_forward_pre_hook`` runs for every module called, as in
+    ``nn.Sequential``: the model, its ``net``, then each layer, in order, on every call."""
+    if BACKEND != "torch":
+        pytest.skip(f"global module hooks are torch's (backend under test: {BACKEND})")
+    import torch
+
+    net = d2l.LeNet(seed=0)
+    X = d2l.tensor(np.random.default_rng(14).standard_normal((1, 1, 28, 28)))
+    net(X)
+    called = []
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(lambda module, args: called.append(module))
+    try:
+        net(X)
+    finally:
+        handle.remove()
+    assert called == list(net.modules())
