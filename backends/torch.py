@@ -53,19 +53,20 @@ class Module(LayerModule, torch.nn.Module):
     """A d2lconv layer as a ``torch.nn.Module``; children and parameters are registered attributes."""
 
     backend_name = "torch"
-    d2l_below = None  # a container's modules below it, listed at its first call
+    d2l_hook_dicts = None  # a container's: the hook dicts of the modules below it, and the global ones
 
     def __init__(self, layer):
         torch.nn.Module.__init__(self)
         self.d2l_layer = layer
 
     def d2l_hooked(self):  # nn.Module.__call__'s own test, for each module below
-        below = self.d2l_below
-        if below is None:
-            below = self.d2l_below = list(self.modules())[1:]
-        return any(_GLOBAL_HOOKS) or any(
-            m._forward_pre_hooks or m._forward_hooks or m._backward_pre_hooks or m._backward_hooks for m in below
-        )
+        dicts = self.d2l_hook_dicts
+        if dicts is None:  # torch changes these dicts in place: listed once (1.7 vs 0.4 us a test)
+            dicts = self.d2l_hook_dicts = [*_GLOBAL_HOOKS, *(
+                d for m in list(self.modules())[1:]
+                for d in (m._forward_pre_hooks, m._forward_hooks, m._backward_pre_hooks, m._backward_hooks)
+            )]
+        return any(dicts)
 
     def forward(self, x):
         fn = self.d2l_fn
