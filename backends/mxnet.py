@@ -156,6 +156,15 @@ class Module(LayerModule, gluon.HybridBlock):
         gluon.HybridBlock.__init__(self)
         self.d2l_layer = layer
 
+    def __setstate__(self, state):
+        """As Python unpickles, then the parameters marked for autograd again: Gluon pickles
+        their arrays and gradient buffers but not that mark (its own blocks then fail to train:
+        "Cannot differentiate node because it is not in a computational graph")."""
+        self.__dict__.update(state)
+        for param in self._reg_params.values():
+            if param._data is not None:
+                param._init_grad()
+
     def d2l_hooked(self):  # Gluon's __call__ runs these two kinds
         below = list(self._children.values())
         for block in below:  # grows while it is read: every module below

@@ -54,6 +54,7 @@ class Module(LayerModule, torch.nn.Module):
 
     backend_name = "torch"
     d2l_hook_dicts = None  # a container's: the hook dicts of the modules below it, and the global ones
+    d2l_built_names = (*LayerModule.d2l_built_names, "d2l_hook_dicts")
 
     def __init__(self, layer):
         torch.nn.Module.__init__(self)

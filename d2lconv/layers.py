@@ -269,8 +269,17 @@ class LayerModule:
     """
 
     backend_name = ""
-    d2l_fn = d2l_native = d2l_flat_fn = d2l_blocked_native = None
+    d2l_fn = d2l_native = d2l_flat_fn = d2l_in_place_fn = d2l_blocked_native = None
     d2l_blocked = frozenset()
+    #: what building sets (functions, and what a backend derives from the module once): left out
+    #: of a pickle or a deep copy, which builds them again at its first call
+    d2l_built_names = ("d2l_fn", "d2l_native", "d2l_flat_fn", "d2l_in_place_fn", "d2l_blocked_native", "d2l_blocked")
+
+    def __getstate__(self):
+        """The framework's state of the module without what building made (closures, which
+        pickle cannot write): a built model pickles as the framework's own modules do."""
+        state = super().__getstate__()
+        return {name: value for name, value in state.items() if name not in self.d2l_built_names}
 
     @property
     def d2l_backend(self):

@@ -294,3 +294,39 @@ def test_global_module_hooks_see_every_module_in_call_order(d2l):
     finally:
         handle.remove()
     assert called == list(net.modules())
+
+
+def test_a_built_model_pickles_and_deep_copies(d2l):
+    """A built model pickles and deep-copies as the framework's own modules do (what building
+    made, functions, is left out and made again at the copy's first call): the copy holds the
+    book's LeNet weights and gives the original's output to the bit, on its first call and later."""
+    import copy
+    import pickle
+
+    X = np.random.default_rng(15).standard_normal((3, 1, 28, 28)).astype(np.float32)
+    net = d2l.LeNet(seed=0)
+    net(X)
+    expected = d2l.to_numpy(net(X))
+    assert_close(expected, lenet_reference(expected_lenet_params(0), X.astype(np.float64)), tol=1e-4)
+    for twin in (pickle.loads(pickle.dumps(net)), copy.deepcopy(net)):
+        for name, value in d2l.get_params(twin).items():
+            np.testing.assert_array_equal(value, expected_lenet_params(0)[name])
+        np.testing.assert_array_equal(d2l.to_numpy(twin(X)), expected)
+        np.testing.assert_array_equal(d2l.to_numpy(twin(X)), expected)
+
+
+def test_a_pickled_model_trains_on_its_own(d2l, needs_autodiff):
+    """An SGD step on an unpickled copy changes the copy's parameters and leaves the original's."""
+    import pickle
+
+    X, y = np.random.default_rng(16).standard_normal((4, 1, 28, 28)).astype(np.float32), np.arange(4)
+    net = d2l.LeNet(seed=0)
+    net(X)
+    twin = pickle.loads(pickle.dumps(net))
+    _, grads = d2l.value_and_grad(lambda m, X, y: d2l.cross_entropy(m(X), y))(twin, d2l.tensor(X), d2l.tensor(y))
+    d2l.sgd(twin, grads, 0.5)
+    changed = d2l.get_params(twin)
+    for name, value in d2l.get_params(net).items():
+        np.testing.assert_array_equal(value, expected_lenet_params(0)[name])
+        assert_close(changed[name], value - 0.5 * d2l.to_numpy(grads[name]))
+    assert not np.array_equal(changed["net.11.bias"], expected_lenet_params(0)["net.11.bias"])
