@@ -15,7 +15,7 @@ import numpy as np
 from mxnet import autograd, gluon, npx
 
 from d2lconv.interface import FINITE_IN_NUMPY_UP_TO, Backend, ModelLoss, surely_finite
-from d2lconv.layers import LayerModule, check_input_shape, input_containers, run
+from d2lconv.layers import LayerModule, checked_input, empty_batch_output, input_containers, run
 
 npx.set_np()
 mnp = mx.np
@@ -175,7 +175,9 @@ class Module(LayerModule, gluon.HybridBlock):
         if self.d2l_fn is None or not isinstance(x, (mnp.ndarray, mx.sym.Symbol)):
             return run(self, x)  # the first call builds; a non-tensor input is converted
         if isinstance(x, mnp.ndarray):
-            check_input_shape(self, x)
+            x = checked_input(self, x)
+            if x.shape[0] == 0:  # not through MXNet's kernels (see empty_batch_output)
+                return empty_batch_output(self, x)
         return gluon.HybridBlock.forward(self, x, *args)
 
     def hybrid_forward(self, F, x, **params):

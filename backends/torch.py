@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch.nn.modules import module as nn_module
 
 from d2lconv.interface import Backend
-from d2lconv.layers import LayerModule, check_input_shape, run
+from d2lconv.layers import LayerModule, checked_input, run
 
 
 def _symmetric(pads):
@@ -73,8 +73,7 @@ class Module(LayerModule, torch.nn.Module):
         fn = self.d2l_fn
         if fn is None or not isinstance(x, torch.Tensor) or (self.d2l_layer.child_names and self.d2l_hooked()):
             return run(self, x)  # the first call builds; a non-tensor input is converted
-        check_input_shape(self, x)
-        return fn(self, x)  # NCHW is torch's layout: no edge conversion
+        return fn(self, checked_input(self, x))  # NCHW is torch's layout: no edge conversion
 
     def _get_name(self):  # what repr() shows
         return self.d2l_layer.kind

@@ -206,7 +206,8 @@ class Backend:
 
         def flatten(x):
             x = to_nchw(x)
-            return reshape(x, (shape(x)[0], -1))
+            n, *rest = shape(x)
+            return reshape(x, (n, math.prod(rest)))  # not -1: an empty batch has no size to divide
 
         return flatten
 

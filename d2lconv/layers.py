@@ -69,7 +69,8 @@ class Layer:
     def __init__(self, seed=None):
         # an int seed or a shared Generator; None draws from the global one when built
         self.rng = None if seed is None else generator(seed)
-        self.input_shapes: set[tuple] = set()  # non-batch input shapes checked (see check_input_shape)
+        # (non-batch shape, dtype) of each input checked -> the dtype it is cast to (see checked_input)
+        self.input_kinds: dict[tuple, object] = {}
 
     def initial_values(self, rng: np.random.Generator, in_shape) -> dict[str, np.ndarray]:
         return {}
@@ -305,10 +306,15 @@ def run(module, x):
     if not b.is_native(x):
         with backend.use_backend(b.name):
             x = native(x, f"{module.d2l_layer.kind}: input")
+    shape = x.shape
+    if len(shape) == 4 and shape[0] == 0:
+        return empty_batch_output(module, x)
     if module.d2l_fn is None:
         with backend.use_backend(b.name):
+            if b.dtype(x).kind in "biu":  # integer images: what the operators would convert them to
+                x = b.cast(x, ops.DEFAULT_DTYPE)
             return b.to_nchw(build(module, b.to_internal(x)))
-    check_input_shape(module, x)
+    x = checked_input(module, x)
     if b.layout == "NCHW":
         return module.d2l_fn(module, x)
     return b.to_nchw(module.d2l_fn(module, b.to_internal(x)))
@@ -321,16 +327,34 @@ def run_through_calls(module, x):
     return _through_children(module, x, lambda child, x: child(x))
 
 
-def check_input_shape(module, x) -> None:
-    """The per-call guard of a built module, one set look-up: an NCHW input whose non-batch shape
-    the module has not run on yet goes once through the checked operators, so an input that does
-    not fit is a LayerInputError naming the layer (``net.7``), not the framework's error."""
-    shape = tuple(x.shape[1:])
-    seen = module.d2l_layer.input_shapes
-    if shape not in seen:
-        with backend.use_backend(module.d2l_backend.name):
-            _checked_forward(module, x)
-        seen.add(shape)
+def empty_batch_output(module, x):
+    """``module``'s output for ``x``, an empty batch of NCHW images: empty, of the shape and dtype
+    of its output for one image of zeros (which builds it if need be). Not every framework's
+    kernels take an empty batch: TF's convolution gives it its input's shape, and MXNet's fail,
+    with the error raised by a later, unrelated call."""
+    b = module.d2l_backend
+    y = run(module, b.from_numpy(np.zeros((1, *b.shape(x)[1:]), b.dtype(x))))
+    return b.from_numpy(np.zeros((0, *b.shape(y)[1:]), b.dtype(y)))
+
+
+_UNSEEN = object()
+
+
+def checked_input(module, x):
+    """The per-call guard of a built module, one dict look-up: native NCHW ``x`` as the built
+    functions take it. An input of a non-batch shape and dtype the module has not run on yet
+    goes once through the checked operators, so one that does not fit is a LayerInputError
+    naming the layer (``net.7``), or their TypeError for a dtype, not the framework's error; an
+    integer or bool input is then cast to the dtype they compute it in, as they cast it."""
+    key = (tuple(x.shape[1:]), x.dtype)
+    kinds = module.d2l_layer.input_kinds
+    dtype = kinds.get(key, _UNSEEN)
+    if dtype is _UNSEEN:
+        b = module.d2l_backend
+        with backend.use_backend(b.name):
+            y = _checked_forward(module, x)
+        dtype = kinds[key] = b.dtype(y) if b.dtype(x).kind in "biu" else None
+    return x if dtype is None else module.d2l_backend.cast(x, dtype)
 
 
 def _checked_forward(module, x):
@@ -359,7 +383,7 @@ def build(module, x):
     the output is the native function's. Runs inside ``use_backend``."""
     b, layer = module.d2l_backend, module.d2l_layer
     x_nchw = b.to_nchw(x)
-    layer.input_shapes.add(tuple(x_nchw.shape[1:]))
+    layer.input_kinds[tuple(x_nchw.shape[1:]), x_nchw.dtype] = None
     if layer.child_names:
         in_shapes = {}  # id(child) -> the shape of its input, in b.layout
 

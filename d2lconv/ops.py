@@ -32,6 +32,7 @@ from d2lconv.tensors import native, numpy_of, resolve_dtype
 from d2lconv.training import model_value_and_grad
 
 _CACHE_SIZE = 1024
+DEFAULT_DTYPE = np.dtype(np.float32)  # the compute dtype when no operand is a native floating tensor
 _dtype_plans: dict = {}  # (op, operand names, native dtypes) -> (compute dtype, casts)
 _op_plans: dict = {}  # (op, shapes, dtypes, arguments) -> a checked, normalised plan
 
@@ -93,7 +94,7 @@ def _plan_dtypes(op: str, names: tuple, keys: tuple):
     if len(set(floats.values())) > 1:
         listed = ", ".join(f"{name} is {dtype}" for name, dtype in floats.items())
         raise TypeError(f"{op}: inputs must share one dtype, but {listed}")
-    compute = next(iter(floats.values()), np.dtype(np.float32))
+    compute = next(iter(floats.values()), DEFAULT_DTYPE)
     return compute, tuple(dtype is not None and dtype != compute for dtype in resolved)
 
 

@@ -330,3 +330,54 @@ def test_a_pickled_model_trains_on_its_own(d2l, needs_autodiff):
         np.testing.assert_array_equal(value, expected_lenet_params(0)[name])
         assert_close(changed[name], value - 0.5 * d2l.to_numpy(grads[name]))
     assert not np.array_equal(changed["net.11.bias"], expected_lenet_params(0)["net.11.bias"])
+
+
+def test_a_model_computes_integer_and_bool_images_in_float32(d2l):
+    """Integer and bool images (NumPy arrays or native tensors) go through a model as the
+    operators take them, converted to float32, on its first call and on later ones (the built
+    functions alone would reject them: torch, TF, JAX and MXNet kernels take no integers)."""
+    images = np.random.default_rng(17).integers(0, 256, (2, 1, 28, 28))
+    p = expected_lenet_params(0)
+    for data in (images.astype(np.uint8), images, images > 127):
+        for X in (data, d2l.tensor(data)):
+            net = d2l.LeNet(seed=0)
+            for _ in range(2):
+                got = net(X)
+                assert d2l.to_numpy(got).dtype == np.float32
+                assert_close(got, lenet_reference(p, data.astype(np.float64)), tol=1e-4)
+
+
+def test_a_model_gives_an_empty_batch_an_empty_output(d2l):
+    """An empty batch gives an empty output of the right shape, unbuilt or built, and leaves the
+    framework as it was: the next batch still gives the reference's output (MXNet's kernels fail
+    on empty arrays with an error that a later call raises; TF's convolution gives an empty
+    batch its input's shape)."""
+    p = expected_lenet_params(0)
+    X = np.random.default_rng(18).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    empty = np.zeros((0, 1, 28, 28), np.float32)
+    for built in (False, True):
+        net = d2l.LeNet(seed=0)
+        if built:
+            net(X)
+        for batch in (empty, d2l.tensor(empty)):
+            out = d2l.to_numpy(net(batch))
+            assert out.shape == (0, 10) and out.dtype == np.float32
+        assert_close(net(X), lenet_reference(p, X.astype(np.float64)), tol=1e-4)
+
+
+def test_a_native_tensor_of_another_float_dtype_is_a_type_error_naming_it(d2l):
+    """A float32 model called with a native float64 tensor (a NumPy float64 array on the numpy
+    backend) raises the operators' TypeError, built or not, not the framework's."""
+    if BACKEND == "jax":
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            pytest.skip("float64 on jax needs JAX_ENABLE_X64 (tested in test_tensors)")
+    X = np.zeros((1, 1, 28, 28))
+    X64 = X if BACKEND == "numpy" else d2l.tensor(X, "float64")
+    for built in (False, True):
+        net = d2l.LeNet(seed=0)
+        if built:
+            net(X.astype(np.float32))
+        with pytest.raises(TypeError, match="conv2d: inputs must share one dtype, but X is float64, W is float32"):
+            net(X64)
