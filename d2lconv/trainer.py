@@ -19,8 +19,9 @@ from d2lconv.params import _check_model, named_params
 DATA_INTERFACE = ("train_dataloader", "val_dataloader", "num_train", "batch_size")
 
 
-def _check_first_batch(b, model, X, y) -> None:
-    """Build a lazy ``model`` and check a batch with clear errors, before any step is traced.
+def _check_first_batch(b, model, X, y) -> int:
+    """Build a lazy ``model`` and check a batch with clear errors, before any step is traced;
+    return the number of classes (the logits' width).
 
     The checked forward pass and ``cross_entropy`` run on the batch's first example only (a
     model's checks do not depend on the batch size, and an eager pass over a whole batch of 256
@@ -28,12 +29,23 @@ def _check_first_batch(b, model, X, y) -> None:
     """
     shape = b.shape(X) if b.is_native(X) else np.shape(X)
     if len(shape) < 2 or shape[0] <= 1:  # nothing to save: the whole batch
-        training.cross_entropy(model(X), y)
-        return
+        logits = model(X)
+        training.cross_entropy(logits, y)
+        return b.shape(logits)[1]
     logits = model(X[:1])
     training.cross_entropy(logits, y[:1])
-    labels = training._labels(y, "cross_entropy: labels")
-    training._check_labels(labels, (shape[0], b.shape(logits)[1]), "cross_entropy")
+    classes = b.shape(logits)[1]
+    _check_labels(b, X, y, classes, "cross_entropy")
+    return classes
+
+
+def _check_labels(b, X, y, classes: int, op: str = "Trainer.fit") -> None:
+    """A batch's labels checked on the host, as ``cross_entropy`` checks them: one class id per
+    image of ``X``, each in [0, classes). Inside the step nothing checks them, and the frameworks
+    disagree on a label out of range (torch and TF raise their own errors, JAX gives NaN or takes
+    -1 as the last class, MXNet clamps it), so every batch's are checked: 4-9 us a batch here."""
+    labels = training._labels(y, f"{op}: labels")
+    training._check_labels(labels, (b.shape(X)[0], classes), op)
 
 
 class Trainer:
@@ -92,12 +104,14 @@ class Trainer:
                 losses, sizes = [], []
                 for X, y in data.train_dataloader():
                     if step is None:
-                        _check_first_batch(b, model, X, y)
+                        classes = _check_first_batch(b, model, X, y)
                         compile = self.compile
                         if compile is None:
                             compile = self.max_epochs * data.num_train >= b.compile_pays_after
                         step, params = b.train_step(native_loss, lr, compile), named_params(model)
                         forward = b.evaluation_fn(model)
+                    else:
+                        _check_labels(b, X, y, classes)
                     losses.append(step(model, params, X, y))
                     sizes.append(b.shape(X)[0])
                     bar.update(1)

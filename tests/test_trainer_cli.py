@@ -77,6 +77,25 @@ def test_fit_checks_every_label_of_the_first_batch_before_a_step(d2l, needs_auto
         np.testing.assert_array_equal(d2l.get_params(model)[name], value, err_msg=name)
 
 
+@pytest.mark.parametrize("labels, error, message", [
+    ([0, 1, 2, 10], ValueError, r"Trainer.fit: labels must be class ids in \[0, 10\) .*got \[10\]"),
+    ([-1, 1, 2, 3], ValueError, r"Trainer.fit: labels must be class ids in \[0, 10\) .*got \[-1\]"),
+    ([0.0, 1, 2, 3], TypeError, r"Trainer.fit: labels must be integer class ids, got dtype float"),
+])
+def test_fit_checks_the_labels_of_every_later_batch_before_its_step(d2l, needs_autodiff, labels, error, message):
+    """A label out of range in a later batch is the same clear error on every backend (inside the
+    step torch and TF raised their own errors, JAX gave NaN or read -1 as the last class, MXNet
+    clamped it); the model keeps the first batch's step, as a model trained on that batch alone."""
+    X = np.random.default_rng(1).random((4, 1, 28, 28)).astype(np.float32)
+    good = (d2l.tensor(X), d2l.tensor([0, 1, 2, 3]))
+    model, alone = d2l.LeNet(seed=0), d2l.LeNet(seed=0)
+    with pytest.raises(error, match=message):
+        d2l.Trainer(max_epochs=1, progress=False).fit(model, _Batches([good, (d2l.tensor(X), d2l.tensor(labels))], [good]))
+    d2l.Trainer(max_epochs=1, progress=False).fit(alone, _Batches([good], [good]))
+    for name, value in d2l.get_params(alone).items():
+        np.testing.assert_allclose(d2l.get_params(model)[name], value, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
 def test_a_compiled_fit_trains_as_an_eager_one(d2l, needs_autodiff):
     """``Trainer(compile=True)`` (torch.compile, tf.function, jax.jit, a hybridized graph) ends
     with the parameters and history of ``compile=False``, a smaller last batch included."""
