@@ -306,8 +306,7 @@ def run(module, x):
     if not b.is_native(x):
         with backend.use_backend(b.name):
             x = native(x, f"{module.d2l_layer.kind}: input")
-    shape = x.shape
-    if len(shape) == 4 and shape[0] == 0:
+    if getattr(x, "ndim", None) == 4 and x.shape[0] == 0:  # (an MXNet symbol has no ndim)
         return empty_batch_output(module, x)
     if module.d2l_fn is None:
         with backend.use_backend(b.name):

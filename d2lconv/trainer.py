@@ -35,17 +35,18 @@ def _check_first_batch(b, model, X, y) -> int:
     logits = model(X[:1])
     training.cross_entropy(logits, y[:1])
     classes = b.shape(logits)[1]
-    _check_labels(b, X, y, classes, "cross_entropy")
+    _check_labels(y, shape[0], classes, "cross_entropy")
     return classes
 
 
-def _check_labels(b, X, y, classes: int, op: str = "Trainer.fit") -> None:
-    """A batch's labels checked on the host, as ``cross_entropy`` checks them: one class id per
-    image of ``X``, each in [0, classes). Inside the step nothing checks them, and the frameworks
-    disagree on a label out of range (torch and TF raise their own errors, JAX gives NaN or takes
-    -1 as the last class, MXNet clamps it), so every batch's are checked: 4-9 us a batch here."""
+def _check_labels(y, images: int, classes: int, op: str = "Trainer.fit") -> None:
+    """A batch's labels checked on the host, as ``cross_entropy`` checks them: one class id for
+    each of ``images`` images, each in [0, classes). Inside the step nothing checks them, and
+    the frameworks disagree on a label out of range (torch and TF raise their own errors, JAX
+    gives NaN or takes -1 as the last class, MXNet clamps it), so every batch's are checked:
+    4-9 us a batch here."""
     labels = training._labels(y, f"{op}: labels")
-    training._check_labels(labels, (b.shape(X)[0], classes), op)
+    training._check_labels(labels, (images, classes), op)
 
 
 class Trainer:
@@ -103,6 +104,7 @@ class Trainer:
             for epoch in range(1, self.max_epochs + 1):
                 losses, sizes = [], []
                 for X, y in data.train_dataloader():
+                    images = b.shape(X)[0]
                     if step is None:
                         classes = _check_first_batch(b, model, X, y)
                         compile = self.compile
@@ -111,9 +113,9 @@ class Trainer:
                         step, params = b.train_step(native_loss, lr, compile), named_params(model)
                         forward = b.evaluation_fn(model)
                     else:
-                        _check_labels(b, X, y, classes)
+                        _check_labels(y, images, classes)
                     losses.append(step(model, params, X, y))
-                    sizes.append(b.shape(X)[0])
+                    sizes.append(images)
                     bar.update(1)
                 train_loss = float(np.dot(b.to_numpy(b.stack(losses, 0)), sizes) / sum(sizes))
                 val_loss, val_acc = self._evaluate(b, forward, data)
