@@ -190,7 +190,8 @@ class Dense(Weighted):
     def apply(self, values, x):
         self.check_input(values["weight"], x)
         b = backend.current()
-        y = b.matmul(x, b.transpose(values["weight"], (1, 0)))
+        x, weight = ops.in_compute_dtype(b, "LazyLinear", ("x", "weight"), (x, values["weight"]))
+        y = b.matmul(x, b.transpose(weight, (1, 0)))
         return y + values["bias"] if "bias" in values else y
 
     def native_fn(self, b):
@@ -310,8 +311,8 @@ def run(module, x):
         return empty_batch_output(module, x)
     if module.d2l_fn is None:
         with backend.use_backend(b.name):
-            if b.dtype(x).kind in "biu":  # integer images: what the operators would convert them to
-                x = b.cast(x, ops.DEFAULT_DTYPE)
+            if b.dtype(x).kind in "biu":
+                x = b.cast(x, _compute_dtype(module))
             return b.to_nchw(build(module, b.to_internal(x)))
     x = checked_input(module, x)
     if b.layout == "NCHW":
@@ -341,19 +342,36 @@ _UNSEEN = object()
 
 def checked_input(module, x):
     """The per-call guard of a built module, one dict look-up: native NCHW ``x`` as the built
-    functions take it. An input of a non-batch shape and dtype the module has not run on yet
-    goes once through the checked operators, so one that does not fit is a LayerInputError
-    naming the layer (``net.7``), or their TypeError for a dtype, not the framework's error; an
-    integer or bool input is then cast to the dtype they compute it in, as they cast it."""
+    functions take it. An integer or bool input is cast to the module's compute dtype
+    (:func:`_compute_dtype`), as the operators cast integers. An input of a non-batch shape and
+    dtype the module has not run on yet goes once through the checked operators, so one that
+    does not fit is a LayerInputError naming the layer (``net.7``), or their TypeError for a
+    floating dtype other than the parameters', not the framework's error."""
     key = (tuple(x.shape[1:]), x.dtype)
     kinds = module.d2l_layer.input_kinds
     dtype = kinds.get(key, _UNSEEN)
     if dtype is _UNSEEN:
         b = module.d2l_backend
+        dtype = _compute_dtype(module) if b.dtype(x).kind in "biu" else None
         with backend.use_backend(b.name):
-            y = _checked_forward(module, x)
-        dtype = kinds[key] = b.dtype(y) if b.dtype(x).kind in "biu" else None
+            _checked_forward(module, x if dtype is None else b.cast(x, dtype))
+        kinds[key] = dtype
     return x if dtype is None else module.d2l_backend.cast(x, dtype)
+
+
+def _compute_dtype(module):
+    """The dtype ``module`` computes in: its first parameter's (depth first), else the
+    operators' default for integer data (float32)."""
+    b, layer = module.d2l_backend, module.d2l_layer
+    for name in layer.param_names:
+        param = b.param(module, name)
+        if param is not None:
+            return b.dtype(b.value(param))
+    for name in layer.child_names:
+        dtype = _compute_dtype(b.child(module, name))
+        if dtype != ops.DEFAULT_DTYPE:
+            return dtype
+    return ops.DEFAULT_DTYPE
 
 
 def _checked_forward(module, x):

@@ -98,6 +98,13 @@ def _plan_dtypes(op: str, names: tuple, keys: tuple):
     return compute, tuple(dtype is not None and dtype != compute for dtype in resolved)
 
 
+def in_compute_dtype(b, op: str, names: tuple, operands: tuple) -> list:
+    """Native ``operands`` cast to their compute dtype (the rule in the module docstring): a
+    TypeError names them when two are native floats of different dtypes."""
+    dtype, casts = _plan_dtypes(op, names, tuple(x.dtype for x in operands))
+    return [b.cast(x, dtype) if cast else x for x, cast in zip(operands, casts)]
+
+
 def _to_natives(b, op: str, names: tuple, values: tuple) -> list:
     """``values`` with every operand that is not a native tensor converted to the compute dtype
     (the rule in the module docstring); native tensors are left for the plan to cast."""
@@ -237,8 +244,7 @@ def corr2d_multi_in_out_1x1(X, K):
     op = "corr2d_multi_in_out_1x1"
     b = backend.current()
     X, K = _to_natives(b, op, ("X", "K"), (X, K))
-    dtype, casts = _plan_dtypes(op, ("X", "K"), (X.dtype, K.dtype))
-    X, K = [b.cast(x, dtype) if cast else x for x, cast in zip((X, K), casts)]
+    X, K = in_compute_dtype(b, op, ("X", "K"), (X, K))
     args.check_rank(b.shape(X), (3,), "X", "(C, H, W)", op)
     args.check_rank(b.shape(K), (4,), "K", "(O, C, 1, 1)", op)
     (c_i, h, w), (c_o, k_i, kh, kw) = b.shape(X), b.shape(K)
@@ -247,7 +253,7 @@ def corr2d_multi_in_out_1x1(X, K):
     if k_i != c_i:
         raise ValueError(f"{op}: X has {c_i} channels but K expects {k_i}")
     if c_i == 0 or c_o * h * w == 0:  # nothing to sum, or nothing to hold: zeros of the right shape
-        return b.from_numpy(np.zeros((c_o, h, w), dtype))
+        return b.from_numpy(np.zeros((c_o, h, w), b.dtype(X)))
     Y = b.matmul(b.reshape(K, (c_o, c_i)), b.reshape(X, (c_i, h * w)))
     return b.reshape(Y, (c_o, h, w))
 

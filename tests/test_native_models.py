@@ -366,8 +366,9 @@ def test_a_model_gives_an_empty_batch_an_empty_output(d2l):
 
 
 def test_a_native_tensor_of_another_float_dtype_is_a_type_error_naming_it(d2l):
-    """A float32 model called with a native float64 tensor (a NumPy float64 array on the numpy
-    backend) raises the operators' TypeError, built or not, not the framework's."""
+    """A float32 model (LeNet, or a dense layer first) called with a native float64 tensor (a
+    NumPy float64 array on the numpy backend) raises the operators' TypeError, built or not, not
+    the framework's."""
     if BACKEND == "jax":
         import jax
 
@@ -381,3 +382,30 @@ def test_a_native_tensor_of_another_float_dtype_is_a_type_error_naming_it(d2l):
             net(X.astype(np.float32))
         with pytest.raises(TypeError, match="conv2d: inputs must share one dtype, but X is float64, W is float32"):
             net(X64)
+        dense = d2l.Sequential(d2l.Flatten(), d2l.LazyLinear(3))
+        if built:
+            dense(X.astype(np.float32))
+        with pytest.raises(TypeError, match="LazyLinear: inputs must share one dtype, but x is float64, weight is float32"):
+            dense(X64)
+
+
+def test_models_of_each_layer_kind_compute_integer_input_in_float32(d2l):
+    """Integer input to models that begin with a dense layer, a sigmoid or the book's Conv2D
+    (checked and built paths alike) computes in float32 (the dense layer's checked path and the
+    sigmoid did not convert: the framework's dtype error, or float64 on the numpy backend)."""
+    rng = np.random.default_rng(19)
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    dense = d2l.Sequential(d2l.LazyLinear(3, seed=1), d2l.Sigmoid())
+    first = d2l.Sequential(d2l.Sigmoid(), d2l.Flatten(), d2l.LazyLinear(2, seed=2))
+    scratch = d2l.Conv2D((1, 2), seed=3)
+    cases = [
+        (dense, (2, 5), lambda p, x: sigmoid(x @ p["0.weight"].T + p["0.bias"])),
+        (first, (2, 3, 2, 2), lambda p, x: sigmoid(x).reshape(2, -1) @ p["2.weight"].T + p["2.bias"]),
+        (scratch, (6, 8), lambda p, x: reference.corr2d(x, p["weight"]) + p["bias"]),
+    ]
+    for model, shape, expected in cases:
+        for _ in range(2):
+            X = rng.integers(-3, 4, shape)
+            got = model(d2l.tensor(X))
+            assert d2l.to_numpy(got).dtype == np.float32
+            assert_close(got, expected(d2l.get_params(model), X.astype(np.float64)))
