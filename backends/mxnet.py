@@ -52,6 +52,18 @@ def _finite_on_host(x):
     return surely_finite(view)
 
 
+def _backward(value) -> bool:
+    """``value.backward()``; False, computing nothing, where ``value`` depends on nothing autograd
+    recorded (MXNet raises then; its gradients are zero)."""
+    try:
+        value.backward()
+    except mx.base.MXNetError as error:
+        if "not in a computational graph" not in str(error):
+            raise
+        return False
+    return True
+
+
 def _sgd(weights, grads, lr):
     """``w -= lr * g`` in place for every weight, one ``sgd_update`` each: one
     ``multi_sgd_update`` over LeNet's ten weights measured ~440 us a step here (its list
@@ -346,12 +358,7 @@ class MxnetBackend(Backend):
                 args[i].attach_grad()
             with autograd.record():
                 value = fn(*args)
-            try:
-                value.backward()
-            except mx.base.MXNetError as error:
-                if "not in a computational graph" not in str(error):
-                    raise
-                # the loss uses none of the inputs: their gradients stay attach_grad's zeros
+            _backward(value)  # if it uses none of the inputs, their gradients stay attach_grad's zeros
             return value, tuple(args[i].grad for i in argnums)
 
         return wrapped
@@ -420,7 +427,8 @@ class MxnetBackend(Backend):
         def wrapped(model, params, *args):
             with autograd.record():
                 loss = loss_fn(model, *args)
-            loss.backward()
+            if not _backward(loss):  # (an empty batch's loss) not the last backward's gradients
+                return loss, {name: mnp.zeros_like(p.data()) for name, p in params.items()}
             return loss, {name: p.grad().copy() for name, p in params.items()}
 
         return wrapped

@@ -284,7 +284,9 @@ class TorchBackend(Backend):
         def wrapped(model, params, *args):
             with torch.enable_grad():
                 loss = loss_fn(model, *args)
-                grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+                # a loss of no parameter (an empty batch's) has zero gradients
+                grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True) \
+                    if loss.requires_grad else [None] * len(params)
             return loss.detach(), {
                 name: torch.zeros_like(p) if g is None else g for (name, p), g in zip(params.items(), grads)
             }

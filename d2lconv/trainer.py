@@ -105,6 +105,9 @@ class Trainer:
                 losses, sizes = [], []
                 for X, y in data.train_dataloader():
                     images = b.shape(X)[0]
+                    if images == 0:  # nothing to learn from; its NaN mean loss would spoil the epoch's
+                        bar.update(1)
+                        continue
                     if step is None:
                         classes = _check_first_batch(b, model, X, y)
                         compile = self.compile
@@ -117,6 +120,8 @@ class Trainer:
                     losses.append(step(model, params, X, y))
                     sizes.append(images)
                     bar.update(1)
+                if not sizes:
+                    raise ValueError("Trainer.fit: data.train_dataloader() gave no examples")
                 train_loss = float(np.dot(b.to_numpy(b.stack(losses, 0)), sizes) / sum(sizes))
                 val_loss, val_acc = self._evaluate(b, forward, data)
                 self._record(epoch, train_loss, val_loss, val_acc)
@@ -133,6 +138,8 @@ class Trainer:
         metrics, sizes = [], []
         with backend.use_backend(b.name), b.inference():
             for X, y in data.val_dataloader():
+                if b.shape(X)[0] == 0:  # weighs nothing; its NaN metrics would spoil the mean
+                    continue
                 metrics.append(training.loss_and_accuracy(forward(X), y, "Trainer.evaluate"))
                 sizes.append(b.shape(X)[0])
         if not sizes:

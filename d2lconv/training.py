@@ -41,7 +41,8 @@ def _check_labels(labels: np.ndarray, shape, op: str) -> None:
 
 def cross_entropy(logits, labels):
     """Mean over the batch of ``-log softmax(logits)[label]``; labels are integer class ids in
-    [0, classes), checked wherever their values are known (not inside a compiled step)."""
+    [0, classes), checked wherever their values are known (not inside a compiled step). The mean
+    over an empty batch is NaN, as NumPy's (MXNet's mean of nothing is 0), with zero gradients."""
     b = backend.current()
     logits = native(logits, "cross_entropy: logits")
     shape = b.shape(logits)
@@ -59,6 +60,8 @@ def cross_entropy(logits, labels):
         values = _labels(labels, "cross_entropy: labels")
         _check_labels(values, shape, "cross_entropy")
         labels = tensor(values)
+    if shape[0] == 0:
+        return b.from_numpy(np.array(np.nan, b.dtype(logits)))
     return b.cross_entropy(logits, labels)
 
 

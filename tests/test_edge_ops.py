@@ -315,3 +315,10 @@ def test_default_backend_is_resolved_once_and_follows_the_environment(monkeypatc
     assert backend.get_backend() == first
     monkeypatch.undo()
     backend.refresh()
+
+
+def test_cross_entropy_of_an_empty_batch_is_nan(d2l):
+    """The mean over no examples is NaN, as NumPy's (MXNet's mean of nothing is 0)."""
+    for logits in (np.zeros((0, 10), np.float32), d2l.tensor(np.zeros((0, 10), np.float32))):
+        loss = d2l.cross_entropy(logits, np.zeros(0, np.int64))
+        assert d2l.shape(loss) == () and np.isnan(float(d2l.to_numpy(loss)))

@@ -211,3 +211,27 @@ def test_agree_command(capsys):
 def test_python_dash_m_d2lconv():
     result = subprocess.run([sys.executable, "-m", "d2lconv", "--help"], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and "tour" in result.stdout
+
+
+def test_an_empty_batch_has_a_nan_loss_zero_gradients_and_no_effect_on_fit(d2l, needs_autodiff):
+    """The mean cross-entropy over no examples is NaN, as NumPy's (MXNet's mean of nothing is 0),
+    with zero gradients (MXNet raised: its loss was in no graph); ``fit`` skips empty batches, so
+    a data module with an empty training and validation batch trains and reports as without
+    them, and the framework still works afterwards (MXNet's kernels fail on empty arrays with
+    an error that a later call raises)."""
+    empty_X, empty_y = np.zeros((0, 1, 28, 28), np.float32), np.zeros(0, np.int64)
+    net = d2l.LeNet(seed=0)
+    loss, grads = d2l.value_and_grad(lambda m, X, y: d2l.cross_entropy(m(X), y))(net, d2l.tensor(empty_X), d2l.tensor(empty_y))
+    assert np.isnan(float(d2l.to_numpy(loss)))
+    for name, grad in grads.items():
+        np.testing.assert_array_equal(d2l.to_numpy(grad), 0, err_msg=name)
+    rng = np.random.default_rng(2)
+    batches = [(d2l.tensor(rng.random((4, 1, 28, 28), np.float32)), d2l.tensor(rng.integers(0, 10, 4))) for _ in range(2)]
+    empty = (d2l.tensor(empty_X), d2l.tensor(empty_y))
+    with_empty, without = d2l.LeNet(seed=0), d2l.LeNet(seed=0)
+    history = d2l.Trainer(max_epochs=2, progress=False).fit(with_empty, _Batches([batches[0], empty, batches[1]], [empty, batches[1]]))
+    expected = d2l.Trainer(max_epochs=2, progress=False).fit(without, _Batches(batches, [batches[1]]))
+    for key, values in expected.items():
+        np.testing.assert_allclose(history[key], values, rtol=1e-5, err_msg=key)
+    for name, value in d2l.get_params(without).items():
+        np.testing.assert_allclose(d2l.get_params(with_empty)[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
