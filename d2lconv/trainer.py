@@ -138,10 +138,11 @@ class Trainer:
         metrics, sizes = [], []
         with backend.use_backend(b.name), b.inference():
             for X, y in data.val_dataloader():
-                if b.shape(X)[0] == 0:  # weighs nothing; its NaN metrics would spoil the mean
+                images = b.shape(X)[0]
+                if images == 0:  # weighs nothing; its NaN metrics would spoil the mean
                     continue
                 metrics.append(training.loss_and_accuracy(forward(X), y, "Trainer.evaluate"))
-                sizes.append(b.shape(X)[0])
+                sizes.append(images)
         if not sizes:
             raise ValueError("Trainer.evaluate: data.val_dataloader() gave no examples")
         return tuple(float(value) for value in np.dot(sizes, metrics) / sum(sizes))
