@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from d2lconv import args, backend, ops
+from d2lconv.params import named_params
 from d2lconv.random import generator
 from d2lconv.tensors import native
 
@@ -360,18 +361,11 @@ def checked_input(module, x):
 
 
 def _compute_dtype(module):
-    """The dtype ``module`` computes in: its first parameter's (depth first), else the
+    """The dtype ``module`` computes in: its first parameter's (in forward order), else the
     operators' default for integer data (float32)."""
-    b, layer = module.d2l_backend, module.d2l_layer
-    for name in layer.param_names:
-        param = b.param(module, name)
-        if param is not None:
-            return b.dtype(b.value(param))
-    for name in layer.child_names:
-        dtype = _compute_dtype(b.child(module, name))
-        if dtype != ops.DEFAULT_DTYPE:
-            return dtype
-    return ops.DEFAULT_DTYPE
+    b = module.d2l_backend
+    first = next(iter(named_params(module).values()), None)
+    return ops.DEFAULT_DTYPE if first is None else b.dtype(b.value(first))
 
 
 def _checked_forward(module, x):
