@@ -71,6 +71,17 @@ def test_json_has_a_row_per_measurement(quick_run):
             assert row["trainer_over_this_by_round"] == pytest.approx(rounds), row
 
 
+def test_keras_fit_runs_on_the_backends_framework():
+    native = bench.native_module(BACKEND)
+    reason = bench.keras_skip_reason(native)
+    if reason:
+        pytest.skip(f"no Keras comparison on {BACKEND}: {reason}")
+    result = bench.keras_fit(native.KERAS_BACKEND, 32, bench.QUICK)
+    assert "skipped" not in result, result
+    assert result["keras_backend"] == native.KERAS_BACKEND
+    assert len(result["epoch_s"]) == bench.QUICK.epochs and 0 < result["loss"] < 10, result
+
+
 def test_a_missing_backend_is_skipped_with_the_reason(capsys, monkeypatch):
     monkeypatch.setattr(bench.d2lconv, "available_backends", lambda: ["numpy"])
     result = bench.bench_backend("mxnet", bench.QUICK, {"ops"})

@@ -29,7 +29,8 @@ def keras(task: dict) -> dict:
     X, y = bench.synthetic_mnist(task["train_size"], seed=0)
     val = bench.synthetic_mnist(task["val_size"], seed=1)
     fit = keras_lenet.fit_function(task["batch_size"])
-    return bench.timed_fit(fit, (X, y), val, task["epochs"])
+    result = bench.timed_fit(fit, (X, y), val, task["epochs"])
+    return {**result, "keras_backend": keras_lenet.keras.backend.backend()}
 
 
 if __name__ == "__main__":
