@@ -97,9 +97,9 @@ class Trainer:
             )
         self._device(b, model)
         native_loss = ModelLoss(b)
-        with backend.use_backend(b.name):
-            bar = tqdm(total=self.max_epochs * -(-data.num_train // data.batch_size), disable=not self.progress,
-                       desc=f"{b.name} LeNet" if self.progress else None, unit="batch")
+        with backend.use_backend(b.name), tqdm(
+                total=self.max_epochs * -(-data.num_train // data.batch_size), disable=not self.progress,
+                desc=f"{b.name} LeNet" if self.progress else None, unit="batch") as bar:  # closed on errors too
             step = None
             for epoch in range(1, self.max_epochs + 1):
                 losses, sizes = [], []
@@ -126,7 +126,6 @@ class Trainer:
                 val_loss, val_acc = self._evaluate(b, forward, data)
                 self._record(epoch, train_loss, val_loss, val_acc)
                 bar.set_postfix(loss=f"{train_loss:.3f}", val_acc=f"{val_acc:.3f}")
-            bar.close()
         return self.history
 
     def evaluate(self, model, data) -> tuple[float, float]:

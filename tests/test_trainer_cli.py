@@ -96,6 +96,17 @@ def test_fit_checks_the_labels_of_every_later_batch_before_its_step(d2l, needs_a
         np.testing.assert_allclose(d2l.get_params(model)[name], value, rtol=1e-6, atol=1e-7, err_msg=name)
 
 
+def test_a_fit_that_fails_half_way_closes_its_progress_bar(d2l, needs_autodiff):
+    from tqdm import std
+
+    X = np.random.default_rng(1).random((4, 1, 28, 28)).astype(np.float32)
+    good, bad = (d2l.tensor(X), d2l.tensor([0, 1, 2, 3])), (d2l.tensor(X), d2l.tensor([0, 1, 2, 10]))
+    open_bars = len(std.tqdm._instances)
+    with pytest.raises(ValueError, match="Trainer.fit: labels") as failure:
+        d2l.Trainer(max_epochs=1, progress=True).fit(d2l.LeNet(seed=0), _Batches([good, bad], [good]))
+    assert failure.traceback and len(std.tqdm._instances) == open_bars  # the traceback keeps the frame
+
+
 def test_a_compiled_fit_trains_as_an_eager_one(d2l, needs_autodiff):
     """``Trainer(compile=True)`` (torch.compile, tf.function, jax.jit, a hybridized graph) ends
     with the parameters and history of ``compile=False``, a smaller last batch included."""
