@@ -94,6 +94,12 @@ class Backend:
     def cast(self, x, dtype: np.dtype):
         return x.astype(dtype)
 
+    def abstractly(self, fn, *args):
+        """``fn(*args)`` where only its checks and the shapes and dtypes of its result matter (a
+        model's checked pass): run as it is where an eager call costs what it computes; traced
+        without computing where every eager operation is compiled first (JAX)."""
+        return fn(*args)
+
     # --- tensor helpers ---------------------------------------------------------------------
     def reshape(self, x, shape):
         return self.xp.reshape(x, shape)

@@ -355,7 +355,7 @@ def checked_input(module, x):
         b = module.d2l_backend
         dtype = _compute_dtype(module) if b.dtype(x).kind in "biu" else None
         with backend.use_backend(b.name):
-            _checked_forward(module, x if dtype is None else b.cast(x, dtype))
+            b.abstractly(lambda x: _checked_forward(module, x if dtype is None else b.cast(x, dtype)), x)
         kinds[key] = dtype
     return x if dtype is None else module.d2l_backend.cast(x, dtype)
 
@@ -393,7 +393,7 @@ def build(module, x):
     output in that layout. The input is checked by the checked operators first (clear errors);
     the output is the native function's. Runs inside ``use_backend``."""
     b, layer = module.d2l_backend, module.d2l_layer
-    x_nchw = b.to_nchw(x)
+    x_nchw = b.abstractly(b.to_nchw, x)  # its shape and dtype
     layer.input_kinds[tuple(x_nchw.shape[1:]), x_nchw.dtype] = None
     if layer.child_names:
         in_shapes = {}  # id(child) -> the shape of its input, in b.layout
@@ -414,7 +414,8 @@ def build(module, x):
         for name, value in layer.initial_values(rng, b.shape(x_nchw)).items():
             b.add_param(module, name, value)
     params = [b.param(module, name) for name in layer.param_names]
-    layer.apply(dict(zip(layer.param_names, map(b.value, params))), x_nchw)  # checked: clear errors
+    b.abstractly(lambda x, *values: layer.apply(dict(zip(layer.param_names, values)), x),
+                 x_nchw, *map(b.value, params))  # checked: clear errors
     module.d2l_native = layer.native_fn(b)
     module.d2l_fn = _leaf_fn(b, module.d2l_native, layer.param_names)
     return module.d2l_native(x, *map(b.stored, params))  # one eager call: ops may learn shapes from it

@@ -246,6 +246,25 @@ def test_tensorflow_lenet_first_called_inside_a_tf_function(d2l):
     np.testing.assert_array_equal(d2l.get_params(eager)["net.7.weight"], expected_lenet_params(0)["net.7.weight"])
 
 
+def test_jax_checks_a_models_input_without_compiling(d2l, caplog):
+    """JAX compiles every eager operation once per shape (25-80 ms each here), so a model's
+    checked pass is traced, not run: an input that does not fit is refused, naming the layer,
+    before anything compiles."""
+    if BACKEND != "jax":
+        pytest.skip(f"only JAX compiles each eager operation (backend under test: {BACKEND})")
+    import logging
+
+    import jax
+
+    net = d2l.LeNet(seed=0)
+    net(d2l.tensor(np.zeros((2, 1, 28, 28), np.float32)))
+    wrong = d2l.tensor(np.zeros((5, 1, 37, 37), np.float32))  # 784 features where net.7 takes 400
+    with caplog.at_level(logging.DEBUG), jax.log_compiles(True):
+        with pytest.raises(d2lconv.layers.LayerInputError, match=r"net\.7"):
+            net(wrong)
+    assert not [record.getMessage() for record in caplog.records if "ompil" in record.getMessage()]
+
+
 def _module_hooks(what):
     if BACKEND not in ("torch", "mxnet"):
         pytest.skip(f"{what} are torch's and Gluon's (backend under test: {BACKEND})")
