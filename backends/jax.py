@@ -13,7 +13,7 @@ so GPUs do not use TF32; on the CPU float32 is computed in full anyway, and aski
 there measured 9% slower on a LeNet step.
 """
 
-from functools import partial
+from functools import lru_cache, partial
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +40,7 @@ ARRAY = type(jnp.zeros(()))  # the concrete type of JAX's arrays (tracers are ja
 
 def _conv(x, w, stride, pads, dimension_numbers):
     if FOLD_ROWS and w.shape[1] == 1 and w.shape[0] <= FOLD_ROWS_UP_TO:
-        return _rows_folded(x, w, stride, pads, dimension_numbers)
+        return _rows_folded_conv(x, w, stride, pads, dimension_numbers)
     return lax.conv_general_dilated(
         x, w, stride, pads, dimension_numbers=dimension_numbers, precision=PRECISION
     )
@@ -65,12 +65,6 @@ def _rows_folded_conv(x, w, stride, pads, dimension_numbers):
     return lax.conv_general_dilated(
         folded, kernel, (1, sw), ((0, 0), left_right), dimension_numbers=dimension_numbers, precision=PRECISION
     )
-
-
-# one compiled call when run eagerly (a built model's forward outside a step, e.g. evaluation):
-# dispatched one by one, its ~8 operations made a batch-1 LeNet forward 1.4x slower than without
-# folding (1,226 vs 877 us); jitted it is quicker (858 vs 956 us). Under jit it is inlined.
-_rows_folded = jax.jit(_rows_folded_conv, static_argnums=(2, 3, 4))
 
 
 def _reduce_window(x, init, op, window, stride, pads):
@@ -109,6 +103,20 @@ def _avg_pool_fn(layout, window, stride, pads, count_include_pad):
         return total(x) / (divisor[:, :, None] if layout == NHWC else divisor)
 
     return inside_only
+
+
+def _dense_fn():
+    def dense(x, w, bias):
+        y = lax.dot_general(x, w, DENSE, precision=PRECISION)
+        return y if bias is None else y + bias
+
+    return dense
+
+
+@lru_cache(maxsize=1024)  # as many as the operators' plans (each keeps its compiled programs)
+def _shared_jit(make, *config):
+    """``jax.jit(make(*config))``, made once per configuration (it compiles once per shape)."""
+    return jax.jit(make(*config))
 
 
 class Module(LayerModule, nnx.Module):
@@ -171,31 +179,33 @@ class JaxBackend(Backend):
     def to_nchw(self, x):
         return jnp.transpose(x, TO_NCHW) if x.ndim == 4 else x
 
+    # Each built operator is one jax.jit per configuration, shared by every model: a built model
+    # run eagerly (its first call, evaluation) dispatches and compiles one program a layer, not
+    # one an operation; inside a compiled step they are inlined.
     def conv2d_fn(self, stride, pads):
-        return _conv_fn(NHWC, stride, pads)
+        return _shared_jit(_conv_fn, NHWC, stride, pads)
 
     def max_pool_fn(self, window, stride, pads):
-        return _pool_fn(NHWC, -np.inf, lax.max, window, stride, pads)
+        return _shared_jit(_pool_fn, NHWC, -np.inf, lax.max, window, stride, pads)
 
     def avg_pool_fn(self, window, stride, pads, count_include_pad):
-        return _avg_pool_fn(NHWC, window, stride, pads, count_include_pad)
+        return _shared_jit(_avg_pool_fn, NHWC, window, stride, pads, count_include_pad)
 
     def dense_fn(self):
-        def dense(x, w, bias):
-            y = lax.dot_general(x, w, DENSE, precision=PRECISION)
-            return y if bias is None else y + bias
+        return _shared_jit(_dense_fn)
 
-        return dense
+    def flatten_fn(self):
+        return _shared_jit(Backend.flatten_fn, self)
 
     # --- operators (NCHW): one jax.jit per configuration, then jax's C++ dispatch ------------
     def nchw_conv2d_fn(self, stride, pads):
-        return jax.jit(_conv_fn(NCHW, stride, pads))
+        return _shared_jit(_conv_fn, NCHW, stride, pads)
 
     def nchw_max_pool_fn(self, window, stride, pads):
-        return jax.jit(_pool_fn(NCHW, -np.inf, lax.max, window, stride, pads))
+        return _shared_jit(_pool_fn, NCHW, -np.inf, lax.max, window, stride, pads)
 
     def nchw_avg_pool_fn(self, window, stride, pads, count_include_pad):
-        return jax.jit(_avg_pool_fn(NCHW, window, stride, pads, count_include_pad))
+        return _shared_jit(_avg_pool_fn, NCHW, window, stride, pads, count_include_pad)
 
     def value_and_grad(self, fn, argnums):
         return jax.value_and_grad(fn, argnums=argnums)
