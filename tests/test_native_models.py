@@ -265,6 +265,25 @@ def test_jax_checks_a_models_input_without_compiling(d2l, caplog):
     assert not [record.getMessage() for record in caplog.records if "ompil" in record.getMessage()]
 
 
+def test_jax_runs_a_built_model_eagerly_as_one_program_per_layer(d2l, caplog):
+    """On JAX each built layer (a convolution with its bias, a pooling, a dense layer) is one
+    jax.jit per configuration: an eager forward at a new batch size compiles at most one program
+    per layer (and one for the input's NHWC transpose), where one per operation was ~2x that."""
+    if BACKEND != "jax":
+        pytest.skip(f"only JAX compiles each eager operation (backend under test: {BACKEND})")
+    import logging
+
+    import jax
+
+    net = d2l.LeNet(seed=0)
+    net(d2l.tensor(np.zeros((2, 1, 28, 28), np.float32)))
+    X = d2l.tensor(np.zeros((13, 1, 28, 28), np.float32))
+    with caplog.at_level(logging.DEBUG), jax.log_compiles(True):
+        net(X)
+    compiled = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Finished XLA compilation")]
+    assert len(compiled) <= len(d2lconv.layers.leaves(net)) + 1, compiled
+
+
 def _module_hooks(what):
     if BACKEND not in ("torch", "mxnet"):
         pytest.skip(f"{what} are torch's and Gluon's (backend under test: {BACKEND})")
