@@ -37,8 +37,10 @@ def test_prints_every_part_for_the_backend(quick_run):
         for op in ("conv2d", "max_pool", "avg_pool"):
             assert sum(line.split()[:2] in ([op, "1"], [op, "256"]) for line in text.splitlines()) >= 2, op
         assert "Trainer/this" in text and bench.TRAINER in text
+        assert "interleaved rounds, each fit in a fresh process" in text
     else:
         assert "operator overhead: skipped" in text and "LeNet training: skipped" in text
+        assert "LeNet training in fresh processes: skipped" in text
 
 
 def _within(ratio, by_round):
@@ -64,11 +66,15 @@ def test_json_has_a_row_per_measurement(quick_run):
         assert variants[0] == bench.TRAINER and len(variants) >= 2
         # where the Trainer compiles only long runs, the compiled Trainer is measured too
         assert (bench.TRAINER_COMPILED in variants) == bool(d2lconv.backend.load(BACKEND).compile_pays_after)
-        for row in result["training"]:
-            assert row["img_per_s"] > 0 and row["loss"] > 0, row
-            rounds = [] if row["variant"] == bench.TRAINER else [
-                this["total_s"] / trainer["total_s"] for trainer, this in zip(result["training"][0]["runs"], row["runs"])]
-            assert row["trainer_over_this_by_round"] == pytest.approx(rounds), row
+        for part in ("training", "fresh"):
+            for row in result[part]:
+                assert row["img_per_s"] > 0 and row["loss"] > 0, row
+                rounds = [] if row["variant"] == bench.TRAINER else [
+                    this["total_s"] / trainer["total_s"] for trainer, this in zip(result[part][0]["runs"], row["runs"])]
+                assert row["trainer_over_this_by_round"] == pytest.approx(rounds), row
+        # every fit again, each in its own process (Keras left out here: --no-keras)
+        loops = list(bench.native_module(BACKEND).training_loops())
+        assert [r["variant"] for r in result["fresh"]] == [bench.TRAINER, *loops]
 
 
 def test_keras_fit_runs_on_the_backends_framework():

@@ -1,6 +1,6 @@
 """``d2lconv bench``: what the d2lconv layer costs against each framework's own code.
 
-Three measurements per backend, each interleaved (alternate blocks of the d2lconv side and the
+Four measurements per backend, each interleaved (alternate blocks of the d2lconv side and the
 native side, every other round in reverse order), reported as medians with ratios:
 
 1. operator overhead: ``conv2d`` and ``pool2d`` (max, avg) against the framework's own call, with
@@ -8,8 +8,11 @@ native side, every other round in reverse order), reported as medians with ratio
    all (a first-time user's path);
 2. ``corr2d`` against a Python double loop over the output cells, as the book writes it;
 3. LeNet training throughput: ``Trainer.fit`` against the best hand-written loop of the framework
-   (one ``native_<framework>`` module each) and Keras 3 ``model.fit`` on the same backend where
-   Keras is installed, over the same in-memory NumPy batches, with peak memory.
+   (one ``native_<framework>`` module each), over the same in-memory NumPy batches, with peak
+   memory, all in one process;
+4. the same fits as a user's script runs them, each in a fresh process (its framework imported
+   before the clock starts, its first use and compilation inside), with Keras 3 ``model.fit`` on
+   the same backend where Keras is installed.
 
 A framework is imported only when its backend is benchmarked; a missing one is skipped with the
 reason printed. A ``native_<framework>`` module gives ``PACKAGES`` (whose versions are printed),
@@ -52,6 +55,7 @@ TRAINER = "d2lconv Trainer.fit"
 #: where compiling is the Trainer's choice (torch: only for long runs), also measured compiled
 TRAINER_COMPILED = "d2lconv Trainer.fit(compile=True)"
 KERAS = "keras model.fit"
+PARTS = ("ops", "corr2d", "train", "fresh")
 #: environment variables that set the frameworks' thread counts, printed when set
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "XLA_FLAGS")
 
@@ -284,11 +288,7 @@ def training_results(name: str, settings: Settings) -> tuple[list[dict], list[st
     X, y = synthetic_mnist(settings.train_size, seed=0)
     val = synthetic_mnist(settings.val_size, seed=1)
     loops = native.training_loops()
-    keras_skip = None if settings.keras else "--no-keras"
-    keras_skip = keras_skip or keras_skip_reason(native)
     notes = [f"{key}: {description}" for key, (description, _) in loops.items()]
-    notes.append(f"{KERAS}: " + (f"skipped ({keras_skip})" if keras_skip else
-                                  f"keras.Sequential LeNet, SGD, NHWC, KERAS_BACKEND={native.KERAS_BACKEND}, one subprocess per run"))
     rows = []
     for batch_size in settings.train_batch_sizes:
         batches = FreshBatches(batches_of(X, y, batch_size))
@@ -298,11 +298,42 @@ def training_results(name: str, settings: Settings) -> tuple[list[dict], list[st
             runs[TRAINER_COMPILED] = lambda: timed_fit(compiled, batches, val, settings.epochs)
         for key, (_, fit) in loops.items():
             runs[key] = lambda fit=fit: timed_fit(fit, batches, val, settings.epochs)
-        if not keras_skip:
-            runs[KERAS] = lambda: keras_fit(native.KERAS_BACKEND, batch_size, settings)
         results = interleave(runs, settings.train_rounds)
         for key, runs_of_key in results.items():
             rows.append(_training_row(key, batch_size, settings, runs_of_key, results[TRAINER]))
+    return rows, notes
+
+
+def fresh_fit(name: str, variant: str, batch_size: int, settings: Settings) -> dict:
+    """:func:`timed_fit` of ``variant`` (the Trainer or a hand-written loop of backend ``name``)
+    in a fresh Python process, as a user's script runs it."""
+    task = {"task": "fit", "backend": name, "variant": variant, "batch_size": batch_size,
+            "train_size": settings.train_size, "val_size": settings.val_size, "epochs": settings.epochs}
+    return _worker(task, dict(os.environ))
+
+
+def fresh_process_results(name: str, settings: Settings) -> tuple[list[dict], list[str]]:
+    """LeNet fits each in a fresh process: the Trainer, every hand-written loop and Keras 3 (where
+    installed), interleaved; what a script pays, start-up and compilation included (in one
+    process, as :func:`training_results` measures, later fits reuse what the first compiled)."""
+    native = native_module(name)
+    keras_skip = None if settings.keras else "--no-keras"
+    keras_skip = keras_skip or keras_skip_reason(native)
+    notes = [f"each run: a new Python process imports {native.PACKAGES[0]} and d2lconv (or Keras), then times the fit "
+             "(the framework's first use, compilation and model creation included)"]
+    notes.append(f"{KERAS}: " + (f"skipped ({keras_skip})" if keras_skip else
+                                  f"keras.Sequential LeNet, SGD, NHWC, KERAS_BACKEND={native.KERAS_BACKEND}"))
+    rows = []
+    for batch_size in settings.train_batch_sizes:
+        runs = {variant: functools.partial(fresh_fit, name, variant, batch_size, settings)
+                for variant in (TRAINER, *native.training_loops())}
+        if not keras_skip:
+            runs[KERAS] = functools.partial(keras_fit, native.KERAS_BACKEND, batch_size, settings)
+        results = interleave(runs, settings.train_rounds)
+        failed = next((run["skipped"] for run in results[TRAINER] if "skipped" in run), None)
+        for key, runs_of_key in results.items():
+            rows.append({"variant": key, "batch": batch_size, "skipped": f"the Trainer's run failed: {failed}"}
+                        if failed else _training_row(key, batch_size, settings, runs_of_key, results[TRAINER]))
     return rows, notes
 
 
@@ -342,8 +373,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, help="interleaved rounds of LeNet training (default: 3); operators run more")
     parser.add_argument("--epochs", type=int, help="epochs per LeNet training run (default: 3)")
     parser.add_argument("--train-size", type=int, help="synthetic training images per epoch (default: 10240)")
-    parser.add_argument("--only", nargs="+", choices=["ops", "corr2d", "train"], help="run only these parts")
-    parser.add_argument("--no-keras", action="store_true", help="leave Keras out of LeNet training")
+    parser.add_argument("--only", nargs="+", choices=PARTS, help="run only these parts (fresh: fits in fresh processes)")
+    parser.add_argument("--no-keras", action="store_true", help="leave Keras out of the fresh-process fits")
     parser.add_argument("--json", metavar="FILE", help="also write every result as JSON to FILE")
 
 
@@ -369,7 +400,7 @@ def run(options) -> int:
         names = [backend.canonical_name(n) for n in options.backend] if options.backend else [d2lconv.get_backend()]
     except ValueError as error:
         raise SystemExit(f"d2lconv bench: --backend: {error}") from None
-    parts = set(options.only or ("ops", "corr2d", "train"))
+    parts = set(options.only or PARTS)
     info = machine()
     print(f"d2lconv bench{' --quick' if options.quick else ''}: {info['cpu']}, {info['cpus']} CPUs, "
           f"Python {info['python']}, d2lconv {info['d2lconv']}")
@@ -413,7 +444,13 @@ def bench_backend(name: str, settings: Settings, parts) -> dict:
             print("\nLeNet training: skipped (the NumPy reference backend is forward-only: no gradients)")
         else:
             result["training"], result["training_notes"] = training_results(name, settings)
-            _print_training(result["training"], result["training_notes"], settings)
+            _print_training(result["training"], result["training_notes"], settings, "interleaved rounds in this process")
+    if "fresh" in parts:
+        if not native.training_loops():
+            print("\nLeNet training in fresh processes: skipped (the NumPy reference backend is forward-only)")
+        else:
+            result["fresh"], result["fresh_notes"] = fresh_process_results(name, settings)
+            _print_training(result["fresh"], result["fresh_notes"], settings, "interleaved rounds, each fit in a fresh process")
     print(f"({name} done, {load_average()})")
     return result
 
@@ -444,9 +481,9 @@ def _spread(ratios, digits: int = 2) -> str:
     return f"{min(ratios):.{digits}f}-{max(ratios):.{digits}f}" if ratios else "-"
 
 
-def _print_training(rows, notes, settings):
+def _print_training(rows, notes, settings, how: str):
     print(f"\nLeNet training, {settings.train_size} synthetic 28x28 images x {settings.epochs} epochs, lr {LR}, "
-          f"median of {settings.train_rounds} interleaved rounds (goal: Trainer/this >= 1.0)")
+          f"median of {settings.train_rounds} {how} (goal: Trainer/this >= 1.0)")
     print("img/s: whole run incl. model creation and compilation; first epoch s: incl. compilation; "
           "steady img/s: later epochs; extra MiB: peak RSS above the run's start; "
           "by round: the lowest and highest Trainer/this within one round")

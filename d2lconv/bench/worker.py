@@ -2,6 +2,8 @@
 interpreter. Prints one line ``D2LCONV-BENCH-RESULT <json>``.
 
 - ``first_use``: operator overhead with no backend chosen (the parent removed D2LCONV_BACKEND);
+- ``fit``: one LeNet fit (the Trainer or a hand-written loop of ``bench.native_<backend>``), its
+  framework imported before the clock starts;
 - ``keras``: one LeNet ``model.fit`` run in Keras 3 on ``KERAS_BACKEND`` (set by the parent,
   before Keras is imported, as Keras requires).
 """
@@ -23,6 +25,18 @@ def first_use(task: dict) -> dict:
     return {"ops": bench.operator_results(name, task["batch_sizes"], task["rounds"], task["block_s"])}
 
 
+def fit(task: dict) -> dict:
+    name = task["backend"]
+    native = bench.native_module(name)  # the framework's import, as a script's first lines
+    d2lconv.set_backend(name)
+    X, y = bench.synthetic_mnist(task["train_size"], seed=0)
+    val = bench.synthetic_mnist(task["val_size"], seed=1)
+    batches = bench.FreshBatches(bench.batches_of(X, y, task["batch_size"]))
+    variant = task["variant"]
+    fit = bench.trainer_fit if variant == bench.TRAINER else native.training_loops()[variant][1]
+    return bench.timed_fit(fit, batches, val, task["epochs"])
+
+
 def keras(task: dict) -> dict:
     from d2lconv.bench import keras_lenet
 
@@ -35,5 +49,5 @@ def keras(task: dict) -> dict:
 
 if __name__ == "__main__":
     task = json.loads(sys.argv[1])
-    result = {"first_use": first_use, "keras": keras}[task["task"]](task)
+    result = {"first_use": first_use, "fit": fit, "keras": keras}[task["task"]](task)
     print(bench.RESULT_MARK + json.dumps(result))
