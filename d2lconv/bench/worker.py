@@ -33,8 +33,8 @@ def fit(task: dict) -> dict:
     val = bench.synthetic_mnist(task["val_size"], seed=1)
     batches = bench.FreshBatches(bench.batches_of(X, y, task["batch_size"]))
     variant = task["variant"]
-    fit = bench.trainer_fit if variant == bench.TRAINER else native.training_loops()[variant][1]
-    return bench.timed_fit(fit, batches, val, task["epochs"])
+    training = bench.trainer_fit if variant == bench.TRAINER else native.training_loops()[variant][1]
+    return bench.timed_fit(training, batches, val, task["epochs"])
 
 
 def keras(task: dict) -> dict:
