@@ -246,41 +246,43 @@ def test_tensorflow_lenet_first_called_inside_a_tf_function(d2l):
     np.testing.assert_array_equal(d2l.get_params(eager)["net.7.weight"], expected_lenet_params(0)["net.7.weight"])
 
 
-def test_jax_checks_a_models_input_without_compiling(d2l, caplog):
-    """JAX compiles every eager operation once per shape (25-80 ms each here), so a model's
-    checked pass is traced, not run: an input that does not fit is refused, naming the layer,
-    before anything compiles."""
+def _jax_compile_messages(caplog, call):
+    """What JAX logs about compiling while ``call()`` runs (skips the test on other backends)."""
     if BACKEND != "jax":
         pytest.skip(f"only JAX compiles each eager operation (backend under test: {BACKEND})")
     import logging
 
     import jax
 
+    with caplog.at_level(logging.DEBUG), jax.log_compiles(True):
+        call()
+    return [record.getMessage() for record in caplog.records if "ompil" in record.getMessage()]
+
+
+def test_jax_checks_a_models_input_without_compiling(d2l, caplog):
+    """JAX compiles every eager operation once per shape (25-80 ms each here), so a model's
+    checked pass is traced, not run: an input that does not fit is refused, naming the layer,
+    before anything compiles."""
     net = d2l.LeNet(seed=0)
     net(d2l.tensor(np.zeros((2, 1, 28, 28), np.float32)))
     wrong = d2l.tensor(np.zeros((5, 1, 37, 37), np.float32))  # 784 features where net.7 takes 400
-    with caplog.at_level(logging.DEBUG), jax.log_compiles(True):
+
+    def refused():
         with pytest.raises(d2lconv.layers.LayerInputError, match=r"net\.7"):
             net(wrong)
-    assert not [record.getMessage() for record in caplog.records if "ompil" in record.getMessage()]
+
+    assert not _jax_compile_messages(caplog, refused)
 
 
 def test_jax_runs_a_built_model_eagerly_as_one_program_per_layer(d2l, caplog):
     """On JAX each built layer (a convolution with its bias, a pooling, a dense layer) is one
     jax.jit per configuration: an eager forward at a new batch size compiles at most one program
     per layer (and one for the input's NHWC transpose), where one per operation was ~2x that."""
-    if BACKEND != "jax":
-        pytest.skip(f"only JAX compiles each eager operation (backend under test: {BACKEND})")
-    import logging
-
-    import jax
-
     net = d2l.LeNet(seed=0)
     net(d2l.tensor(np.zeros((2, 1, 28, 28), np.float32)))
     X = d2l.tensor(np.zeros((13, 1, 28, 28), np.float32))
-    with caplog.at_level(logging.DEBUG), jax.log_compiles(True):
-        net(X)
-    compiled = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Finished XLA compilation")]
+    messages = _jax_compile_messages(caplog, lambda: net(X))
+    compiled = [m for m in messages if m.startswith("Finished XLA compilation")]
     assert len(compiled) <= len(d2lconv.layers.leaves(net)) + 1, compiled
 
 

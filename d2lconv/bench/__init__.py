@@ -337,6 +337,14 @@ def fresh_process_results(name: str, settings: Settings) -> tuple[list[dict], li
     return rows, notes
 
 
+#: (part, result key, title, measurement, how its rounds ran) of the two LeNet training parts
+TRAINING_PARTS = (
+    ("train", "training", "LeNet training", training_results, "interleaved rounds in this process"),
+    ("fresh", "fresh", "LeNet training in fresh processes", fresh_process_results,
+     "interleaved rounds, each fit in a fresh process"),
+)
+
+
 def _training_row(key, batch_size, settings, runs, trainer_runs) -> dict:
     """Medians over the rounds; ``trainer_over_this`` is the ratio of the median throughputs
     (per-round pairs are too few, and this machine's load too bursty, for a median of ratios);
@@ -439,18 +447,14 @@ def bench_backend(name: str, settings: Settings, parts) -> dict:
         print(table(["input", "kernel", "d2lconv us", "loop us", "speedup", "by round"],
                     [[r["input"], r["kernel"], r["d2lconv_us"], r["loop_us"], r["speedup"], _spread(r["speedup_by_round"], 0)]
                      for r in result["corr2d"]]))
-    if "train" in parts:
+    for part, key, title, measure, how in TRAINING_PARTS:
+        if part not in parts:
+            continue
         if not native.training_loops():
-            print("\nLeNet training: skipped (the NumPy reference backend is forward-only: no gradients)")
+            print(f"\n{title}: skipped (the NumPy reference backend is forward-only: no gradients)")
         else:
-            result["training"], result["training_notes"] = training_results(name, settings)
-            _print_training(result["training"], result["training_notes"], settings, "interleaved rounds in this process")
-    if "fresh" in parts:
-        if not native.training_loops():
-            print("\nLeNet training in fresh processes: skipped (the NumPy reference backend is forward-only)")
-        else:
-            result["fresh"], result["fresh_notes"] = fresh_process_results(name, settings)
-            _print_training(result["fresh"], result["fresh_notes"], settings, "interleaved rounds, each fit in a fresh process")
+            result[key], result[f"{key}_notes"] = measure(name, settings)
+            _print_training(result[key], result[f"{key}_notes"], settings, how)
     print(f"({name} done, {load_average()})")
     return result
 

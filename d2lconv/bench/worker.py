@@ -25,12 +25,16 @@ def first_use(task: dict) -> dict:
     return {"ops": bench.operator_results(name, task["batch_sizes"], task["rounds"], task["block_s"])}
 
 
+def _data(task: dict):
+    """The task's training arrays ``(X, y)`` and validation set, as the parent bench makes them."""
+    return bench.synthetic_mnist(task["train_size"], seed=0), bench.synthetic_mnist(task["val_size"], seed=1)
+
+
 def fit(task: dict) -> dict:
     name = task["backend"]
     native = bench.native_module(name)  # the framework's import, as a script's first lines
     d2lconv.set_backend(name)
-    X, y = bench.synthetic_mnist(task["train_size"], seed=0)
-    val = bench.synthetic_mnist(task["val_size"], seed=1)
+    (X, y), val = _data(task)
     batches = bench.FreshBatches(bench.batches_of(X, y, task["batch_size"]))
     variant = task["variant"]
     training = bench.trainer_fit if variant == bench.TRAINER else native.training_loops()[variant][1]
@@ -40,10 +44,8 @@ def fit(task: dict) -> dict:
 def keras(task: dict) -> dict:
     from d2lconv.bench import keras_lenet
 
-    X, y = bench.synthetic_mnist(task["train_size"], seed=0)
-    val = bench.synthetic_mnist(task["val_size"], seed=1)
-    fit = keras_lenet.fit_function(task["batch_size"])
-    result = bench.timed_fit(fit, (X, y), val, task["epochs"])
+    data, val = _data(task)
+    result = bench.timed_fit(keras_lenet.fit_function(task["batch_size"]), data, val, task["epochs"])
     return {**result, "keras_backend": keras_lenet.keras.backend.backend()}
 
 
