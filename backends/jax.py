@@ -5,7 +5,9 @@ compilation per configuration, then jax's C++ dispatch). Inside a built model ac
 NHWC, the layout XLA's CPU convolutions want; kernels stay OIHW (dimension numbers say so). The
 training step is one ``jax.jit`` of a pure function of the parameters' arrays: the model is split
 with ``nnx.split`` once, not walked by ``nnx.jit`` on every call. On the CPU a convolution of one
-input channel folds the kernel's rows into channels (see :func:`_rows_folded_conv`).
+input channel folds the kernel's rows into channels (see :func:`_rows_folded_conv`), and a built
+model's convolutions have their gradients computed the ways XLA's CPU runs fastest (see
+:func:`_nhwc_conv`).
 
 float64 needs ``jax_enable_x64`` (``JAX_ENABLE_X64=1``); without it a float64 request is an error
 rather than a silent float32. On accelerators convolutions and dense layers ask for full precision
@@ -13,7 +15,8 @@ so GPUs do not use TF32; on the CPU float32 is computed in full anyway, and aski
 there measured 9% slower on a LeNet step.
 """
 
-from functools import lru_cache, partial
+from functools import lru_cache, partial, reduce
+from operator import add
 
 import jax
 import jax.numpy as jnp
@@ -30,10 +33,18 @@ from d2lconv.pool_counts import inside_fraction
 NCHW = ("NCHW", "OIHW", "NCHW")
 NHWC = ("NHWC", "OIHW", "NHWC")
 TO_NHWC, TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
-PRECISION = None if jax.default_backend() == "cpu" else lax.Precision.HIGHEST
+CPU = jax.default_backend() == "cpu"
+PRECISION = None if CPU else lax.Precision.HIGHEST
 #: XLA's CPU convolution of one input channel is quicker with the kernel's rows folded into
 #: channels for up to this many output channels (measured; see _rows_folded_conv)
-FOLD_ROWS, FOLD_ROWS_UP_TO = jax.default_backend() == "cpu", 16
+FOLD_ROWS, FOLD_ROWS_UP_TO = CPU, 16
+#: XLA's CPU weight gradient slows down more than linearly with the batch (LeNet's second
+#: convolution: 0.35 ms at 32, 5.3 ms at 256): above twice this many examples it is summed over
+#: slices of this many (1.5 ms at 256; see _weight_grad)
+WEIGHT_GRAD_SLICE = 16
+#: XLA's CPU data gradient is a convolution out to the layer's input channels, slow on few of
+#: them: up to this many (or a 1 x 1 kernel) it is one matrix product and a col2im (see _input_grad)
+COL2IM_UP_TO = 8
 DENSE = (((1,), (1,)), ((), ()))  # x (N, in) . w (out, in) over "in": x @ w.T without a transpose
 ARRAY = type(jnp.zeros(()))  # the concrete type of JAX's arrays (tracers are jax.Arrays too)
 
@@ -41,9 +52,7 @@ ARRAY = type(jnp.zeros(()))  # the concrete type of JAX's arrays (tracers are ja
 def _conv(x, w, stride, pads, dimension_numbers):
     if FOLD_ROWS and w.shape[1] == 1 and w.shape[0] <= FOLD_ROWS_UP_TO:
         return _rows_folded_conv(x, w, stride, pads, dimension_numbers)
-    return lax.conv_general_dilated(
-        x, w, stride, pads, dimension_numbers=dimension_numbers, precision=PRECISION
-    )
+    return _plain_conv(x, w, stride, pads, dimension_numbers)
 
 
 def _rows_folded_conv(x, w, stride, pads, dimension_numbers):
@@ -67,6 +76,72 @@ def _rows_folded_conv(x, w, stride, pads, dimension_numbers):
     )
 
 
+def _plain_conv(x, w, stride, pads, dimension_numbers):
+    return lax.conv_general_dilated(x, w, stride, pads, dimension_numbers=dimension_numbers, precision=PRECISION)
+
+
+def _nhwc_conv(stride, pads):
+    """``conv(x, w)`` on NHWC ``x``; on the CPU with its gradient computed the ways XLA's CPU
+    runs fastest (:func:`_weight_grad`, :func:`_input_grad`; the same sums in another order).
+    Built models use it; being a ``jax.custom_vjp`` it has no forward-mode derivative."""
+
+    def conv(x, w):
+        return _conv(x, w, stride, pads, NHWC)
+
+    if not CPU:
+        return conv
+
+    def forward(x, w):
+        return conv(x, w), (x, w)
+
+    def backward(saved, dy):
+        x, w = saved
+        return _input_grad(x, w, dy, stride, pads), _weight_grad(x, w, dy, stride, pads)
+
+    conv = jax.custom_vjp(conv)
+    conv.defvjp(forward, backward)
+    return conv
+
+
+def _weight_grad(x, w, dy, stride, pads):
+    """XLA's weight gradient of the NHWC convolution, summed over slices of the batch when it
+    is larger than twice :data:`WEIGHT_GRAD_SLICE` (measured at batch 256: LeNet's convolutions
+    8.7 -> 2.1 and 5.3 -> 1.6 ms; 3 x 3, 32 -> 32 channels on 16 x 16: 45 -> 13 ms)."""
+
+    def weight_grad(x, dy):
+        return jax.vjp(lambda w: _plain_conv(x, w, stride, pads, NHWC), w)[1](dy)[0]
+
+    size = WEIGHT_GRAD_SLICE
+    if x.shape[0] <= 2 * size:
+        return weight_grad(x, dy)
+    return reduce(add, [weight_grad(x[i : i + size], dy[i : i + size]) for i in range(0, x.shape[0], size)])
+
+
+def _input_grad(x, w, dy, stride, pads):
+    """The gradient with respect to NHWC ``x``. For up to :data:`COL2IM_UP_TO` input channels or a
+    1 x 1 kernel: every window's gradient at once (``dy`` times the kernel, one matrix product),
+    each kernel position's share placed where its window reads ``x`` (a strided pad) and summed,
+    the padding cropped (LeNet's second convolution at batch 256: 4.7 -> 2.3 ms; 1 x 1, 64 -> 64
+    channels: 11 -> 2 ms). With more channels the sum of kh * kw shifted copies costs more
+    than XLA's data-gradient convolution (5 x 5, 16 -> 16 channels: 16 vs 4.6 ms), used there."""
+    out, channels, kh, kw = w.shape
+    if channels > COL2IM_UP_TO and kh * kw > 1:
+        return jax.vjp(lambda x: _plain_conv(x, w, stride, pads, NHWC), x)[1](dy)[0]
+    n, rows, cols, _ = dy.shape
+    (sh, sw), ((top, bottom), (left, right)) = stride, pads
+    height, width = x.shape[1] + top + bottom, x.shape[2] + left + right
+    windows = jnp.reshape(dy, (-1, out)) @ jnp.reshape(jnp.transpose(w, (0, 2, 3, 1)), (out, -1))
+    windows = jnp.reshape(windows, (n, rows, cols, kh, kw, channels))
+    zero = np.zeros((), dy.dtype)
+
+    def placed(a, b):  # row a, column b of every window, where they sit in the padded input
+        spans = ((a, height - a - sh * (rows - 1) - 1, sh - 1), (b, width - b - sw * (cols - 1) - 1, sw - 1))
+        return lax.pad(windows[:, :, :, a, b, :], zero, ((0, 0, 0), *spans, (0, 0, 0)))
+
+    total = reduce(add, [placed(a, b) for a in range(kh) for b in range(kw)])
+    return total[:, top : top + x.shape[1], left : left + x.shape[2], :]
+
+
 def _reduce_window(x, init, op, window, stride, pads):
     # a NumPy init value stays concrete under jit, so JAX sees a differentiable max/sum monoid
     return lax.reduce_window(x, np.array(init, x.dtype), op, window, stride, pads)
@@ -75,8 +150,10 @@ def _reduce_window(x, init, op, window, stride, pads):
 def _conv_fn(layout, stride, pads):
     """``fn(x, w, bias_or_None)``: cross-correlation of ``x`` in ``layout`` with OIHW ``w``."""
 
+    convolve = _nhwc_conv(stride, pads) if layout == NHWC else lambda x, w: _conv(x, w, stride, pads, layout)
+
     def conv(x, w, bias):
-        y = _conv(x, w, stride, pads, layout)
+        y = convolve(x, w)
         return y if bias is None else y + (bias if layout == NHWC else bias[:, None, None])
 
     return conv

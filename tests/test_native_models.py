@@ -105,6 +105,48 @@ def test_convolutions_chained_through_per_channel_layers_match_the_reference(d2l
         assert_close(value, stepped[name], tol=1e-4)
 
 
+def _all_numeric_grads(forward, p, x, names):
+    """Central differences of ``forward(p, x).sum()`` for every element of ``p[name]``."""
+    grads = {}
+    for name in names:
+        grads[name] = np.zeros_like(p[name])
+        for index in np.ndindex(p[name].shape):
+            plus, minus = dict(p), dict(p)
+            plus[name], minus[name] = p[name].copy(), p[name].copy()
+            plus[name][index] += 1e-6
+            minus[name][index] -= 1e-6
+            grads[name][index] = (forward(plus, x).sum() - forward(minus, x).sum()) / 2e-6
+    return grads
+
+
+def _gradient_paths_reference(p, x):
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    h = sigmoid(reference.conv2d(x, p["0.weight"], p["0.bias"], (2, 1), ASYMMETRIC))
+    h = sigmoid(reference.conv2d(h, p["2.weight"], None, (1, 2), ((1, 1), (0, 1))))
+    h = sigmoid(reference.conv2d(h, p["4.weight"], None, (2, 2)))
+    return reference.conv2d(h, p["6.weight"], p["6.bias"])
+
+
+def test_gradients_of_a_batch_of_37_through_every_convolution_gradient_path(d2l, needs_autodiff):
+    """A batch above 32 and not a multiple of 16 (JAX sums the weight gradient over slices of
+    16 examples past 32) through convolutions whose input gradients JAX computes three ways:
+    a matrix product and col2im for 3 input channels (strided, padded) and for a strided 1 x 1
+    kernel, XLA's own for a 2 x 2 kernel over 10 channels. Every weight and bias gradient
+    equals the reference's central differences."""
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((37, 1, 11, 10))
+    net = d2l.Sequential(
+        d2l.LazyConv2d(3, 3, stride=(2, 1), padding=ASYMMETRIC, seed=1), d2l.Sigmoid(),
+        d2l.LazyConv2d(9, (3, 2), stride=(1, 2), padding=((1, 1), (0, 1)), bias=False, seed=2), d2l.Sigmoid(),
+        d2l.LazyConv2d(10, 1, stride=2, bias=False, seed=3), d2l.Sigmoid(), d2l.LazyConv2d(2, 2, seed=4),
+    )
+    net(d2l.tensor(x[:2]))
+    p = {name: value.astype(np.float64) for name, value in d2l.get_params(net).items()}
+    _, grads = d2l.value_and_grad(lambda m, x: d2l.reduce_sum(m(x)))(net, d2l.tensor(x))
+    for name, grad in _all_numeric_grads(_gradient_paths_reference, p, x, sorted(p)).items():
+        assert_close(grads[name], grad, tol=1e-4)
+
+
 def test_the_trainers_step_gives_the_reference_loss_on_batches_holding_infinities(d2l, needs_autodiff):
     """The Trainer's fused step may compute LeNet's first convolution with channels padded to
     a block (MXNet: 6 become 8, read by the second with zero weights). A zero filter over an
