@@ -104,16 +104,17 @@ def _nhwc_conv(stride, pads):
 
 
 def _weight_grad(x, w, dy, stride, pads):
-    """XLA's weight gradient of the NHWC convolution, summed over slices of the batch when it
-    is larger than twice :data:`WEIGHT_GRAD_SLICE` (measured at batch 256: LeNet's convolutions
-    8.7 -> 2.1 and 5.3 -> 1.6 ms; 3 x 3, 32 -> 32 channels on 16 x 16: 45 -> 13 ms)."""
+    """The weight gradient of the NHWC convolution: XLA's own up to twice
+    :data:`WEIGHT_GRAD_SLICE` examples; beyond, the convolution XLA makes for it summed over
+    slices of that many (measured at batch 256: LeNet's convolutions 8.7 -> 2.1 and 5.3 -> 1.6
+    ms; 3 x 3, 32 -> 32 channels on 16 x 16: 45 -> 13 ms)."""
     size, n, (kh, kw) = WEIGHT_GRAD_SLICE, x.shape[0], w.shape[2:]
     if n <= 2 * size:
         return jax.vjp(lambda w: _plain_conv(x, w, stride, pads, NHWC), w)[1](dy)[0]
 
     def slice_grad(x_chwn, dy_hwno):
         # x's channels as the batch, the examples as the input channels, dy dilated by the
-        # stride as the kernel: (C, kh', kw', O), kh' > kh where the stride leaves rows unread
+        # stride as the kernel: (C, kh', kw', O), kh' >= kh, more where the stride leaves rows unread
         dimension_numbers = ("NHWC", "HWIO", "NHWC")
         return lax.conv_general_dilated(x_chwn, dy_hwno, (1, 1), pads, rhs_dilation=stride, dimension_numbers=dimension_numbers, precision=PRECISION)
 
