@@ -85,20 +85,20 @@ def _nhwc_conv(stride, pads):
     runs fastest (:func:`_weight_grad`, :func:`_input_grad`; the same sums in another order).
     Built models use it; being a ``jax.custom_vjp`` it has no forward-mode derivative."""
 
-    def conv(x, w):
+    def plain(x, w):
         return _conv(x, w, stride, pads, NHWC)
 
     if not CPU:
-        return conv
+        return plain
 
     def forward(x, w):
-        return conv(x, w), (x, w)
+        return plain(x, w), (x, w)
 
     def backward(saved, dy):
         x, w = saved
         return _input_grad(x, w, dy, stride, pads), _weight_grad(x, w, dy, stride, pads)
 
-    conv = jax.custom_vjp(conv)
+    conv = jax.custom_vjp(plain)
     conv.defvjp(forward, backward)
     return conv
 
@@ -118,15 +118,16 @@ def _weight_grad(x, w, dy, stride, pads):
         dimension_numbers = ("NHWC", "HWIO", "NHWC")
         return lax.conv_general_dilated(x_chwn, dy_hwno, (1, 1), pads, rhs_dilation=stride, dimension_numbers=dimension_numbers, precision=PRECISION)
 
-    # laid out once so that each slice is contiguous, and summed in a loop that compiles its
-    # body once (unrolled, each slice's copy and convolution compiled apart: 2x the step's compile)
-    whole = n // size * size
-    xs = jnp.transpose(jnp.reshape(x[:whole], (-1, size, *x.shape[1:])), (0, 4, 2, 3, 1))  # G C H W S
-    dys = jnp.transpose(jnp.reshape(dy[:whole], (-1, size, *dy.shape[1:])), (0, 2, 3, 1, 4))  # G H W S O
+    # zero examples up to whole slices add nothing; laid out once so that each slice is
+    # contiguous, and summed in a loop that compiles its body once (unrolled, each slice's copy
+    # and convolution compiled apart: 2x the step's compile)
+    def slices(a, per_example_axes):
+        a = jnp.pad(a, ((0, -n % size), (0, 0), (0, 0), (0, 0)))
+        return jnp.transpose(jnp.reshape(a, (-1, size, *a.shape[1:])), (0, *(axis + 1 for axis in per_example_axes)))
+
+    xs, dys = slices(x, (3, 1, 2, 0)), slices(dy, (1, 2, 0, 3))  # G C H W S, G H W S O
     zeros = jnp.zeros(jax.eval_shape(slice_grad, xs[0], dys[0]).shape, w.dtype)
     total = lax.scan(lambda total, slice_: (total + slice_grad(*slice_), None), zeros, (xs, dys))[0]
-    if whole < n:
-        total += slice_grad(jnp.transpose(x[whole:], (3, 1, 2, 0)), jnp.transpose(dy[whole:], (1, 2, 0, 3)))
     return jnp.transpose(total[:, :kh, :kw, :], (3, 0, 1, 2))
 
 

@@ -9,6 +9,7 @@ import d2lconv
 from conftest import BACKEND, assert_close
 from d2lconv import reference, training
 from d2lconv.interface import ModelLoss
+from test_gradients import numeric_grad
 from test_layers import cross_entropy_reference, expected_lenet_params, lenet_reference
 
 ASYMMETRIC = ((0, 1), (1, 0))
@@ -105,20 +106,6 @@ def test_convolutions_chained_through_per_channel_layers_match_the_reference(d2l
         assert_close(value, stepped[name], tol=1e-4)
 
 
-def _all_numeric_grads(forward, p, x, names):
-    """Central differences of ``forward(p, x).sum()`` for every element of ``p[name]``."""
-    grads = {}
-    for name in names:
-        grads[name] = np.zeros_like(p[name])
-        for index in np.ndindex(p[name].shape):
-            plus, minus = dict(p), dict(p)
-            plus[name], minus[name] = p[name].copy(), p[name].copy()
-            plus[name][index] += 1e-6
-            minus[name][index] -= 1e-6
-            grads[name][index] = (forward(plus, x).sum() - forward(minus, x).sum()) / 2e-6
-    return grads
-
-
 def _gradient_paths_reference(p, x):
     sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
     h = sigmoid(reference.conv2d(x, p["0.weight"], p["0.bias"], (2, 1), ASYMMETRIC))
@@ -143,8 +130,9 @@ def test_gradients_of_a_batch_of_37_through_every_convolution_gradient_path(d2l,
     net(d2l.tensor(x[:2]))
     p = {name: value.astype(np.float64) for name, value in d2l.get_params(net).items()}
     _, grads = d2l.value_and_grad(lambda m, x: d2l.reduce_sum(m(x)))(net, d2l.tensor(x))
-    for name, grad in _all_numeric_grads(_gradient_paths_reference, p, x, sorted(p)).items():
-        assert_close(grads[name], grad, tol=1e-4)
+    for name, value in p.items():
+        expected = numeric_grad(lambda v: _gradient_paths_reference({**p, name: v}, x).sum(), value)
+        assert_close(grads[name], expected, tol=1e-4)
 
 
 def test_the_trainers_step_gives_the_reference_loss_on_batches_holding_infinities(d2l, needs_autodiff):
