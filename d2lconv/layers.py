@@ -497,6 +497,35 @@ def _channel_blocked_convs(module) -> frozenset[str]:
     return frozenset((names[0], names[j]))
 
 
+#: a layer's attributes that do not decide what its forward pass computes
+NOT_ARCHITECTURE = ("rng", "input_kinds")
+PLAIN_TYPES = (int, float, str, bool, type(None))
+
+
+def architecture(module):
+    """A hashable description of what decides a built ``module``'s forward pass besides the shapes
+    and dtypes of its parameters and input: for it and each child in order, the layer's class and
+    configuration (its attributes). Two models of one architecture compute the same function of
+    parameters and inputs of the same shapes and dtypes, so a backend may share one compiled step
+    among them. None, so nothing is shared, where a module is of a class of its own (its code may
+    read anything) or a layer holds anything but numbers, strings and tuples of them."""
+    b = module.d2l_backend
+    if type(module) is not b.Module:
+        return None
+    layer = module.d2l_layer
+    config = tuple(sorted((name, value) for name, value in vars(layer).items() if name not in NOT_ARCHITECTURE))
+    if not _plain(config):
+        return None
+    children = tuple(architecture(b.child(module, name)) for name in layer.child_names)
+    return None if None in children else (type(layer), config, children)
+
+
+def _plain(value) -> bool:
+    if type(value) is tuple:
+        return all(map(_plain, value))
+    return type(value) in PLAIN_TYPES
+
+
 def input_containers(module) -> list:
     """``module`` and every container reached from it through first children: the containers
     whose input is ``module``'s, where :func:`_channel_blocked_convs` may pad."""

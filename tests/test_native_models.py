@@ -164,6 +164,65 @@ def test_the_trainers_step_gives_the_reference_loss_on_batches_holding_infinitie
             d2l.set_params(net, start)
 
 
+def _small_net(d2l, mode, seed):
+    pool = d2l.MaxPool2d(2) if mode == "max" else d2l.AvgPool2d(2)
+    return d2l.Sequential(d2l.LazyConv2d(2, 3, padding=1, seed=seed), d2l.Sigmoid(), pool, d2l.Flatten(),
+                          d2l.LazyLinear(3, seed=seed + 1))
+
+
+def _small_net_loss(p, mode, x, labels):
+    h = 1 / (1 + np.exp(-reference.conv2d(x, p["0.weight"], p["0.bias"], padding=((1, 1), (1, 1)))))
+    h = reference.pool2d(h, (2, 2), (2, 2), mode=mode).reshape(len(x), -1)
+    return cross_entropy_reference(h @ p["4.weight"].T + p["4.bias"], labels)
+
+
+def test_the_trainers_step_follows_each_models_own_layers_and_parameters(d2l, needs_autodiff):
+    """A backend may share one compiled Trainer step among models of one architecture (JAX
+    does): each model's step must still compute its own layers on its own parameters. Three
+    models in turn, with parameters of the same shapes: average pooling, max pooling, average
+    pooling again with other weights; each step's loss and updated parameters against the
+    float64 reference (SGD on central-difference gradients)."""
+    rng = np.random.default_rng(21)
+    x, labels, lr = rng.standard_normal((5, 1, 6, 6)), np.array([0, 2, 1, 1, 0]), 0.5
+    for mode, seed in (("avg", 0), ("max", 0), ("avg", 7)):
+        net = _small_net(d2l, mode, seed)
+        net(d2l.tensor(x[:1]))
+        b = net.d2l_backend
+        p = {name: value.astype(np.float64) for name, value in d2l.get_params(net).items()}
+        with d2lconv.use_backend(BACKEND):
+            step = b.train_step(ModelLoss(b), lr, b.compile_pays_after == 0)
+            loss = step(net, d2lconv.params.named_params(net), b.batch_from_numpy(x.astype(np.float32)),
+                        b.batch_from_numpy(labels.astype(np.int32)))
+        want = _small_net_loss(p, mode, x, labels)
+        assert abs(float(d2l.to_numpy(loss)) - want) <= 1e-5 * (1 + abs(want)), mode
+        for name, value in d2l.get_params(net).items():
+            grad = numeric_grad(lambda v: _small_net_loss({**p, name: v}, mode, x, labels), p[name])
+            assert_close(value, p[name] - lr * grad, tol=1e-5)
+
+
+def test_jax_compiles_the_trainers_step_once_per_architecture(d2l, needs_autodiff, caplog):
+    """JAX's Trainer step is one jax.jit shared by the models of one architecture: a second
+    LeNet (other weights) builds and takes its first step with nothing compiled, where each
+    model's own step cost 0.5-0.8 s of tracing and XLA compilation."""
+    if BACKEND != "jax":
+        pytest.skip(f"the shared compiled step is JAX's (backend under test: {BACKEND})")
+    rng = np.random.default_rng(5)
+    x, labels = rng.standard_normal((8, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 8).astype(np.int32)
+
+    def fit_one_step(seed):
+        net = d2l.LeNet(seed=seed)
+        net(d2l.tensor(x[:1]))
+        b = net.d2l_backend
+        with d2lconv.use_backend(BACKEND):
+            step = b.train_step(ModelLoss(b), 0.1, True)
+            return step(net, d2lconv.params.named_params(net), b.batch_from_numpy(x), b.batch_from_numpy(labels))
+
+    first = _jax_compile_messages(caplog, lambda: fit_one_step(0))
+    caplog.clear()
+    assert any(m.startswith("Finished XLA compilation") for m in first)  # the test sees compiles
+    assert not _jax_compile_messages(caplog, lambda: fit_one_step(1))
+
+
 def test_a_dense_after_a_flatten_reads_c_h_w_whatever_shape_comes_in(d2l):
     """A backend may keep such a weight in its own layout's flatten order (TensorFlow: H-W-C, so
     the flatten is a reshape): the model still reads C-H-W for every input of 400 features (the
