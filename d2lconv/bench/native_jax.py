@@ -72,8 +72,9 @@ class LeNet(nn.Module):
         return nn.Dense(10, kernel_init=xavier)(X)
 
 
-def fit(batches, val, epochs, lr, mark):
-    model, optimizer = LeNet(), optax.sgd(lr)
+def _compiled(model, optimizer):
+    """The ``jax.jit``-ed training step and evaluation of a linen ``model`` with an optax
+    ``optimizer``."""
 
     def loss_of(params, X, y):
         logits = model.apply(params, X)
@@ -90,11 +91,19 @@ def fit(batches, val, epochs, lr, mark):
         loss, logits = loss_of(params, X, y)
         return loss, (logits.argmax(1) == y).mean()
 
+    return step, evaluate
+
+
+def _train(model, optimizer, compiled, batches, val, epochs, mark, lr=None):
+    step, evaluate = compiled
+
     def nhwc(X):  # the data's one channel makes NCHW -> NHWC a reshape; a Flax user's data is NHWC
         return to_native(X.reshape(X.shape[0], X.shape[2], X.shape[3], X.shape[1]))
 
     params = model.init(jax.random.key(0), nhwc(batches[0][0]))
     state = optimizer.init(params)
+    if lr is not None:  # an optimizer of optax.inject_hyperparams
+        state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
     X_val, y_val = nhwc(val[0]), to_native(val[1])
     for _ in range(epochs):
         mark()
@@ -108,5 +117,27 @@ def fit(batches, val, epochs, lr, mark):
     return train_loss
 
 
+def fit(batches, val, epochs, lr, mark):
+    """A new model and optimizer, and their jitted step, per fit: as Flax's examples write it (a
+    module-level ``jax.jit`` of a ``TrainState`` compiles again for each new state too: its
+    ``apply_fn`` and ``tx`` are static and differ per model)."""
+    model, optimizer = LeNet(), optax.sgd(lr)
+    return _train(model, optimizer, _compiled(model, optimizer), batches, val, epochs, mark)
+
+
+_ONCE_MODEL = LeNet()
+_ONCE_OPTIMIZER = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)  # lr set per fit, traced
+_ONCE = _compiled(_ONCE_MODEL, _ONCE_OPTIMIZER)
+
+
+def fit_compiled_once(batches, val, epochs, lr, mark):
+    """The same loop with its step and evaluation jitted once per process (module-level, the
+    learning rate a traced hyperparameter): only a process's first fit compiles."""
+    return _train(_ONCE_MODEL, _ONCE_OPTIMIZER, _ONCE, batches, val, epochs, mark, lr)
+
+
 def training_loops():
-    return {"flax.linen + jit": ("flax.linen on NHWC, jax.jit step, optax.sgd", fit)}
+    return {
+        "flax.linen + jit": ("flax.linen on NHWC, jax.jit step, optax.sgd; jitted per fit", fit),
+        "flax.linen + jit once": ("the same, jitted once per process (lr a traced hyperparameter)", fit_compiled_once),
+    }
