@@ -54,6 +54,9 @@ class Backend:
     #: True where no operation changes a tensor in place (TensorFlow, JAX), so a converted batch
     #: can be handed out again: data modules then convert their validation set only once
     immutable_tensors: bool = False
+    #: True where every eager operation is compiled before it runs (JAX): what needs only shapes
+    #: is traced (:meth:`abstractly`), and the Trainer builds a model without running it
+    eager_calls_compile: bool = False
     xp = np
 
     # --- devices ------------------------------------------------------------------------------

@@ -305,16 +305,11 @@ def run(module, x):
     if module.d2l_layer.child_names and module.d2l_hooked():
         return run_through_calls(module, x)
     b = module.d2l_backend
-    if not b.is_native(x):
-        with backend.use_backend(b.name):
-            x = native(x, f"{module.d2l_layer.kind}: input")
-    if getattr(x, "ndim", None) == 4 and x.shape[0] == 0:  # (an MXNet symbol has no ndim)
+    x = _native_input(module, x)
+    if _empty_batch(x):
         return empty_batch_output(module, x)
     if module.d2l_fn is None:
-        with backend.use_backend(b.name):
-            if b.dtype(x).kind in "biu":
-                x = b.cast(x, _compute_dtype(module))
-            return b.to_nchw(build(module, b.to_internal(x)))
+        return _first_call(module, x)
     x = checked_input(module, x)
     if b.layout == "NCHW":
         return module.d2l_fn(module, x)
@@ -388,10 +383,52 @@ def _through_children(module, x, step):
     return x
 
 
-def build(module, x):
+def _native_input(module, x):
+    b = module.d2l_backend
+    if b.is_native(x):
+        return x
+    with backend.use_backend(b.name):
+        return native(x, f"{module.d2l_layer.kind}: input")
+
+
+def _empty_batch(x) -> bool:
+    return getattr(x, "ndim", None) == 4 and x.shape[0] == 0  # (an MXNet symbol has no ndim)
+
+
+def _first_call(module, x, abstract=False):
+    """``module``'s first call on native ``x``: build it and return its output (NCHW), or with
+    ``abstract`` the output's shape and dtype (see :func:`build`)."""
+    b = module.d2l_backend
+    with backend.use_backend(b.name):
+        if b.dtype(x).kind in "biu":
+            x = b.cast(x, _compute_dtype(module))
+        if not abstract:
+            return b.to_nchw(build(module, b.to_internal(x)))
+        return b.abstractly(b.to_nchw, build(module, b.abstractly(b.to_internal, x), abstract=True))
+
+
+def first_output(module, x):
+    """``module(x)`` where only building ``module`` and the shape and dtype of its output matter
+    (the Trainer's first batch): on a backend whose eager calls compile
+    (:attr:`~d2lconv.interface.Backend.eager_calls_compile`, JAX) an unbuilt module is built on
+    ``x``'s shape and dtype and its output is traced (``abstractly``), not computed: LeNet's first
+    eager call compiles one program a layer, 0.7 s in a fresh process. Elsewhere ``module(x)``."""
+    b = module.d2l_backend
+    if not b.eager_calls_compile:
+        return module(x)
+    x = _native_input(module, x)
+    if _empty_batch(x):
+        return module(x)
+    if module.d2l_fn is not None:
+        return b.abstractly(module, x)
+    return _first_call(module, x, abstract=True)
+
+
+def build(module, x, abstract=False):
     """Build ``module`` (and its children) on its first input ``x``, in ``b.layout``; return the
     output in that layout. The input is checked by the checked operators first (clear errors);
-    the output is the native function's. Runs inside ``use_backend``."""
+    the output is the native function's, or with ``abstract`` its shape and dtype
+    (:meth:`~d2lconv.interface.Backend.abstractly` of it). Runs inside ``use_backend``."""
     b, layer = module.d2l_backend, module.d2l_layer
     x_nchw = b.abstractly(b.to_nchw, x)  # its shape and dtype
     layer.input_kinds[tuple(x_nchw.shape[1:]), x_nchw.dtype] = None
@@ -400,7 +437,7 @@ def build(module, x):
 
         def build_child(child, x):
             in_shapes[id(child)] = b.shape(x)
-            return build(child, x)
+            return build(child, x, abstract)
 
         y = _through_children(module, x, build_child)
         flatten_order = _flatten_order_pairs(module, in_shapes)
@@ -408,7 +445,9 @@ def build(module, x):
         module.d2l_fn = _container_fn(b, layer.child_names, flatten_order, _in_place_children(module))
         # with a weight kept in flatten order the sums run in another order: the first call
         # returns what every later call will (to the last bit)
-        return module.d2l_fn(module, x) if flatten_order else y
+        if not flatten_order:
+            return y
+        return b.abstractly(lambda x: module.d2l_fn(module, x), x) if abstract else module.d2l_fn(module, x)
     if layer.param_names and b.param(module, layer.param_names[0]) is None:
         rng = layer.rng or generator()
         for name, value in layer.initial_values(rng, b.shape(x_nchw)).items():
@@ -418,7 +457,10 @@ def build(module, x):
                  x_nchw, *map(b.value, params))  # checked: clear errors
     module.d2l_native = layer.native_fn(b)
     module.d2l_fn = _leaf_fn(b, module.d2l_native, layer.param_names)
-    return module.d2l_native(x, *map(b.stored, params))  # one eager call: ops may learn shapes from it
+    stored = [b.stored(param) for param in params]
+    if abstract:
+        return b.abstractly(module.d2l_native, x, *stored)
+    return module.d2l_native(x, *stored)  # one eager call: ops may learn shapes from it
 
 
 def _leaf_fn(b, fn, param_names):

@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from d2lconv import args, backend, training
+from d2lconv import args, backend, layers, training
 from d2lconv.interface import ModelLoss
 from d2lconv.params import _check_model, named_params
 
@@ -32,7 +32,7 @@ def _check_first_batch(b, model, X, y) -> int:
         logits = model(X)
         training.cross_entropy(logits, y)
         return b.shape(logits)[1]
-    logits, labels = model(X[:1]), y[:1]
+    logits, labels = layers.first_output(model, X[:1]), y[:1]
     b.abstractly(lambda logits: training.cross_entropy(logits, labels), logits)
     classes = b.shape(logits)[1]
     _check_labels(y, shape[0], classes, "cross_entropy")

@@ -375,6 +375,21 @@ def test_jax_runs_a_built_model_eagerly_as_one_program_per_layer(d2l, caplog):
     assert len(compiled) <= len(d2lconv.layers.leaves(net)) + 1, compiled
 
 
+def test_jax_builds_a_model_for_the_trainers_first_batch_without_compiling(d2l, caplog):
+    """The Trainer needs only a model built and its output's shape from its first batch: on JAX
+    (where LeNet's first eager call compiles one program a layer, 0.7 s in a fresh process) the
+    model is built on shapes and nothing compiles; the model then computes the reference."""
+    if BACKEND != "jax":
+        pytest.skip(f"eager calls compile only on JAX (backend under test: {BACKEND})")
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 1, 28, 28))
+    net = d2l.LeNet(seed=0)
+    first, outputs = d2l.tensor(np.zeros((7, 1, 28, 28), np.float32)), []  # a batch size no other test uses
+    assert not _jax_compile_messages(caplog, lambda: outputs.append(d2lconv.layers.first_output(net, first)))
+    assert tuple(outputs[0].shape) == (7, 10)
+    assert_close(net(d2l.tensor(x)), lenet_reference(expected_lenet_params(0), x), tol=1e-4)
+
+
 def _module_hooks(what):
     if BACKEND not in ("torch", "mxnet"):
         pytest.skip(f"{what} are torch's and Gluon's (backend under test: {BACKEND})")
