@@ -98,18 +98,18 @@ def _train(model, optimizer, compiled, batches, val, epochs, mark, lr=None):
     step, evaluate = compiled
 
     def nhwc(X):  # the data's one channel makes NCHW -> NHWC a reshape; a Flax user's data is NHWC
-        return to_native(X.reshape(X.shape[0], X.shape[2], X.shape[3], X.shape[1]))
+        return X.reshape(X.shape[0], X.shape[2], X.shape[3], X.shape[1])
 
     params = model.init(jax.random.key(0), nhwc(batches[0][0]))
     state = optimizer.init(params)
     if lr is not None:  # an optimizer of optax.inject_hyperparams
         state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
-    X_val, y_val = nhwc(val[0]), to_native(val[1])
+    X_val, y_val = to_native(nhwc(val[0])), to_native(val[1])
     for _ in range(epochs):
         mark()
         total = jnp.zeros(())
-        for X, y in batches:
-            params, state, loss = step(params, state, nhwc(X), to_native(y))
+        for X, y in batches:  # NumPy batches straight into the jitted step, which transfers them
+            params, state, loss = step(params, state, nhwc(X), y)
             total += loss
         train_loss = float(total) / len(batches)
         loss, acc = evaluate(params, X_val, y_val)
