@@ -11,6 +11,7 @@ from d2lconv import reference, training
 from d2lconv.interface import ModelLoss
 from test_gradients import numeric_grad
 from test_layers import cross_entropy_reference, expected_lenet_params, lenet_reference
+from test_trainer_cli import _Batches
 
 ASYMMETRIC = ((0, 1), (1, 0))
 
@@ -200,27 +201,27 @@ def test_the_trainers_step_follows_each_models_own_layers_and_parameters(d2l, ne
             assert_close(value, p[name] - lr * grad, tol=1e-5)
 
 
-def test_jax_compiles_the_trainers_step_once_per_architecture(d2l, needs_autodiff, caplog):
-    """JAX's Trainer step is one jax.jit shared by the models of one architecture: a second
-    LeNet (other weights) builds and takes its first step with nothing compiled, where each
-    model's own step cost 0.5-0.8 s of tracing and XLA compilation."""
+def test_jax_compiles_a_fit_once_per_architecture(d2l, needs_autodiff, caplog):
+    """JAX's Trainer step and evaluation are each one jax.jit shared by the models of one
+    architecture: a second LeNet (other weights) fits with nothing compiled, where each model's
+    own step and evaluation cost 0.7-1 s of tracing and XLA compilation; and it trains on its
+    own weights (its last loss differs from the first model's)."""
     if BACKEND != "jax":
         pytest.skip(f"the shared compiled step is JAX's (backend under test: {BACKEND})")
     rng = np.random.default_rng(5)
-    x, labels = rng.standard_normal((8, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 8).astype(np.int32)
+    x, labels = rng.standard_normal((24, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 24)
+    batches = [(d2l.tensor(x[i:i + 8]), d2l.tensor(labels[i:i + 8])) for i in (0, 8)]
+    data = _Batches(batches, [(d2l.tensor(x[16:]), d2l.tensor(labels[16:]))])
+    histories = []
 
-    def fit_one_step(seed):
-        net = d2l.LeNet(seed=seed)
-        net(d2l.tensor(x[:1]))
-        b = net.d2l_backend
-        with d2lconv.use_backend(BACKEND):
-            step = b.train_step(ModelLoss(b), 0.1, True)
-            return step(net, d2lconv.params.named_params(net), b.batch_from_numpy(x), b.batch_from_numpy(labels))
+    def fit(seed):
+        histories.append(d2l.Trainer(max_epochs=2, progress=False).fit(d2l.LeNet(seed=seed), data))
 
-    first = _jax_compile_messages(caplog, lambda: fit_one_step(0))
+    first = _jax_compile_messages(caplog, lambda: fit(0))
     caplog.clear()
     assert any(m.startswith("Finished XLA compilation") for m in first)  # the test sees compiles
-    assert not _jax_compile_messages(caplog, lambda: fit_one_step(1))
+    assert not _jax_compile_messages(caplog, lambda: fit(1))
+    assert histories[0]["train_loss"][-1] != histories[1]["train_loss"][-1]
 
 
 def test_a_dense_after_a_flatten_reads_c_h_w_whatever_shape_comes_in(d2l):
