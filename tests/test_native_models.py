@@ -201,6 +201,27 @@ def test_the_trainers_step_follows_each_models_own_layers_and_parameters(d2l, ne
             assert_close(value, p[name] - lr * grad, tol=1e-5)
 
 
+def test_an_architecture_names_every_layers_configuration_and_nothing_else(d2l):
+    """What a backend may share a compiled step by: equal for models that differ only in their
+    weights, different where any layer computes differently, None for a class of one's own."""
+    architecture = d2lconv.layers.architecture
+    assert architecture(d2l.LeNet(seed=0)) == architecture(d2l.LeNet(seed=1)) is not None
+
+    def net(pool=None, stride=1, out=3):
+        return d2l.Sequential(d2l.LazyConv2d(2, 3, stride=stride), pool or d2l.AvgPool2d(2), d2l.Flatten(),
+                              d2l.LazyLinear(out))
+
+    base = architecture(net())
+    assert base == architecture(net())
+    assert base != architecture(net(d2l.MaxPool2d(2)))
+    assert base != architecture(net(d2l.AvgPool2d(2, padding=1)))
+    assert base != architecture(net(stride=2))
+    assert base != architecture(net(out=4))
+    model = net()
+    subclass = type("Mine", (type(model),), {})
+    assert architecture(subclass(model.d2l_layer)) is None
+
+
 def test_jax_compiles_a_fit_once_per_architecture(d2l, needs_autodiff, caplog):
     """JAX's Trainer step and evaluation are each one jax.jit shared by the models of one
     architecture: a second LeNet (other weights) fits with nothing compiled, where each model's
