@@ -41,6 +41,11 @@ def corr2d_multi_in_out_1x1(X, K):
     return (K.reshape(c_o, c_i) @ X.reshape(c_i, h * w)).reshape(c_o, h, w)
 
 
+def sigmoid(X):
+    """The logistic function ``1 / (1 + exp(-X))``, elementwise."""
+    return 1 / (1 + np.exp(-X))
+
+
 def pool2d_book(X, pool_size, mode="max"):
     """Stride-1, unpadded pooling of a 2-D array, the book's loop (section 7.5)."""
     X = np.asarray(X, np.float64)

@@ -54,7 +54,7 @@ def expected_lenet_params(seed):
 
 def lenet_reference(p, X):
     """LeNet's forward in float64 NumPy on the reference operators."""
-    sigmoid = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    sigmoid = reference.sigmoid
     pool = lambda z: reference.pool2d(z, (2, 2), (2, 2), mode="avg")  # noqa: E731
     h = pool(sigmoid(reference.conv2d(X, p["net.0.weight"], p["net.0.bias"], padding=((2, 2), (2, 2)))))
     h = pool(sigmoid(reference.conv2d(h, p["net.3.weight"], p["net.3.bias"])))
@@ -215,7 +215,7 @@ def test_single_layers_match_the_reference(d2l):
     q = d2l.get_params(dense)
     assert q["weight"].shape == (5, 126)
     assert_close(out, X.reshape(2, -1).astype(np.float64) @ q["weight"].T + q["bias"])
-    assert_close(d2l.Sigmoid()(d2l.tensor([0.0, 2.0])), 1 / (1 + np.exp(-np.array([0.0, 2.0]))))
+    assert_close(d2l.Sigmoid()(d2l.tensor([0.0, 2.0])), reference.sigmoid(np.array([0.0, 2.0])))
     seq = d2l.Sequential(d2l.Flatten(), d2l.LazyLinear(2, bias=False, seed=0))
     seq(d2l.tensor(X))
     assert list(d2l.get_params(seq)) == ["1.weight"]

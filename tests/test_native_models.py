@@ -55,14 +55,14 @@ def test_a_built_sequential_converts_layouts_only_at_its_edges(d2l):
     got = _twice(net, d2l, first, second)
     p = d2l.get_params(net)
     h = reference.conv2d(second, p["0.weight"], p["0.bias"], (2, 2), ASYMMETRIC)
-    h = reference.pool2d(1 / (1 + np.exp(-h)), (2, 2), (2, 2), ((1, 0), (0, 1)), mode="max")
+    h = reference.pool2d(reference.sigmoid(h), (2, 2), (2, 2), ((1, 0), (0, 1)), mode="max")
     h = h.reshape(len(h), -1)
     assert_close(got, h @ p["4.weight"].T + p["4.bias"])
 
 
 def _chain_reference(p, x):
     """The float64 forward pass of the convolution chain below."""
-    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    sigmoid = reference.sigmoid
     h = reference.conv2d(x, p["0.weight"], p["0.bias"], (1, 1), ((1, 1), (1, 1)))
     h = reference.pool2d(sigmoid(h), (2, 2), (2, 2), ((1, 0), (0, 1)), mode="max")
     h = reference.conv2d(h, p["3.weight"], None, (2, 2), ASYMMETRIC)
@@ -108,7 +108,7 @@ def test_convolutions_chained_through_per_channel_layers_match_the_reference(d2l
 
 
 def _gradient_paths_reference(p, x):
-    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    sigmoid = reference.sigmoid
     h = sigmoid(reference.conv2d(x, p["0.weight"], p["0.bias"], (2, 1), ASYMMETRIC))
     h = sigmoid(reference.conv2d(h, p["2.weight"], None, (1, 2), ((1, 1), (0, 1))))
     h = sigmoid(reference.conv2d(h, p["4.weight"], None, (2, 2)))
@@ -172,7 +172,7 @@ def _small_net(d2l, mode, seed):
 
 
 def _small_net_loss(p, mode, x, labels):
-    h = 1 / (1 + np.exp(-reference.conv2d(x, p["0.weight"], p["0.bias"], padding=((1, 1), (1, 1)))))
+    h = reference.sigmoid(reference.conv2d(x, p["0.weight"], p["0.bias"], padding=((1, 1), (1, 1))))
     h = reference.pool2d(h, (2, 2), (2, 2), mode=mode).reshape(len(x), -1)
     return cross_entropy_reference(h @ p["4.weight"].T + p["4.bias"], labels)
 
@@ -293,7 +293,7 @@ def test_activations_inside_a_container_touch_no_one_elses_tensor(d2l, needs_aut
     got = net(x)
     np.testing.assert_array_equal(d2l.to_numpy(x), second.astype(np.float32))
     p = d2l.get_params(net)
-    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    sigmoid = reference.sigmoid
     h = sigmoid(sigmoid(reference.conv2d(sigmoid(second), p["1.weight"], p["1.bias"], (1, 1), ((0, 0), (0, 0)))))
     z = h.reshape(3, -1) @ p["5.weight"].T + p["5.bias"]
     assert_close(got, sigmoid(z))
@@ -560,7 +560,7 @@ def test_models_of_each_layer_kind_compute_integer_input_in_float32(d2l):
     (checked and built paths alike) computes in float32 (the dense layer's checked path and the
     sigmoid did not convert: the framework's dtype error, or float64 on the numpy backend)."""
     rng = np.random.default_rng(19)
-    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    sigmoid = reference.sigmoid
     dense = d2l.Sequential(d2l.LazyLinear(3, seed=1), d2l.Sigmoid())
     first = d2l.Sequential(d2l.Sigmoid(), d2l.Flatten(), d2l.LazyLinear(2, seed=2))
     scratch = d2l.Conv2D((1, 2), seed=3)
