@@ -430,6 +430,7 @@ def build(module, x, abstract=False):
     the output is the native function's, or with ``abstract`` its shape and dtype
     (:meth:`~d2lconv.interface.Backend.abstractly` of it). Runs inside ``use_backend``."""
     b, layer = module.d2l_backend, module.d2l_layer
+    output = b.abstractly if abstract else _called  # how the built function gives the output
     x_nchw = b.abstractly(b.to_nchw, x)  # its shape and dtype
     layer.input_kinds[tuple(x_nchw.shape[1:]), x_nchw.dtype] = None
     if layer.child_names:
@@ -445,9 +446,7 @@ def build(module, x, abstract=False):
         module.d2l_fn = _container_fn(b, layer.child_names, flatten_order, _in_place_children(module))
         # with a weight kept in flatten order the sums run in another order: the first call
         # returns what every later call will (to the last bit)
-        if not flatten_order:
-            return y
-        return b.abstractly(lambda x: module.d2l_fn(module, x), x) if abstract else module.d2l_fn(module, x)
+        return output(lambda x: module.d2l_fn(module, x), x) if flatten_order else y
     if layer.param_names and b.param(module, layer.param_names[0]) is None:
         rng = layer.rng or generator()
         for name, value in layer.initial_values(rng, b.shape(x_nchw)).items():
@@ -457,10 +456,11 @@ def build(module, x, abstract=False):
                  x_nchw, *map(b.value, params))  # checked: clear errors
     module.d2l_native = layer.native_fn(b)
     module.d2l_fn = _leaf_fn(b, module.d2l_native, layer.param_names)
-    stored = [b.stored(param) for param in params]
-    if abstract:
-        return b.abstractly(module.d2l_native, x, *stored)
-    return module.d2l_native(x, *stored)  # one eager call: ops may learn shapes from it
+    return output(module.d2l_native, x, *map(b.stored, params))  # one call: ops may learn shapes from it
+
+
+def _called(fn, *args):
+    return fn(*args)
 
 
 def _leaf_fn(b, fn, param_names):
