@@ -268,15 +268,18 @@ class LayerModule:
     a Dense layer after a Flatten whose weight the backend keeps in flatten order,
     ``d2l_flat_fn``, its container's ``fn(module, x)`` of the Flatten's input; for a container,
     ``d2l_blocked``, the names of its Conv children that may compute padded channels in a
-    backend's training step (their ``d2l_blocked_native``, see :func:`_channel_blocked_convs`).
+    backend's training step (their ``d2l_blocked_native``, see :func:`_channel_blocked_convs`);
+    for such a Conv and for each container whose input reaches one, ``d2l_blocked_fn``, its
+    ``fn(module, x)`` with those channels padded (see :func:`blocked_forward`).
     """
 
     backend_name = ""
-    d2l_fn = d2l_native = d2l_flat_fn = d2l_in_place_fn = d2l_blocked_native = None
+    d2l_fn = d2l_native = d2l_flat_fn = d2l_in_place_fn = d2l_blocked_native = d2l_blocked_fn = None
     d2l_blocked = frozenset()
     #: what building sets (functions, and what a backend derives from the module once): left out
     #: of a pickle or a deep copy, which builds them again at its first call
-    d2l_built_names = ("d2l_fn", "d2l_native", "d2l_flat_fn", "d2l_in_place_fn", "d2l_blocked_native", "d2l_blocked")
+    d2l_built_names = ("d2l_fn", "d2l_native", "d2l_flat_fn", "d2l_in_place_fn", "d2l_blocked_native",
+                       "d2l_blocked_fn", "d2l_blocked")
 
     def __getstate__(self):
         """The framework's state of the module without what building made (closures, which
@@ -443,7 +446,10 @@ def build(module, x, abstract=False):
         y = _through_children(module, x, build_child)
         flatten_order = _flatten_order_pairs(module, in_shapes)
         module.d2l_blocked = _channel_blocked_convs(module)
-        module.d2l_fn = _container_fn(b, layer.child_names, flatten_order, _in_place_children(module))
+        in_place = _in_place_children(module)
+        module.d2l_fn = _container_fn(b, layer.child_names, flatten_order, in_place)
+        blocked = _blocked_children(module)
+        module.d2l_blocked_fn = _container_fn(b, layer.child_names, flatten_order, in_place, blocked) if blocked else None
         # with a weight kept in flatten order the sums run in another order: the first call
         # returns what every later call will (to the last bit)
         return output(lambda x: module.d2l_fn(module, x), x) if flatten_order else y
@@ -536,7 +542,33 @@ def _channel_blocked_convs(module) -> frozenset[str]:
         conv = b.child(module, name)
         fn = b.blocked_conv2d_fn(conv.d2l_layer.stride, conv.d2l_layer.padding, extra_out, extra_in)
         conv.d2l_blocked_native = _with_optional_bias(fn, conv.d2l_layer.param_names)
+        conv.d2l_blocked_fn = _leaf_fn(b, conv.d2l_blocked_native, conv.d2l_layer.param_names)
     return frozenset((names[0], names[j]))
+
+
+def _blocked_children(module) -> frozenset[str]:
+    """The names of the children a built container runs through their ``d2l_blocked_fn`` in its
+    own: its blocked convolutions (``d2l_blocked``), and its first child where that is a
+    container whose input reaches some (:func:`input_containers`)."""
+    names = module.d2l_layer.child_names
+    first = module.d2l_backend.child(module, names[0])
+    if first.d2l_layer.child_names and first.d2l_blocked_fn is not None:
+        return module.d2l_blocked | {names[0]}
+    return module.d2l_blocked
+
+
+def blocked_forward(module):
+    """``fn(x)``: a built ``module``'s forward pass (NCHW in and out, as ``module(x)``) with the
+    channels of its blocked convolutions padded (see :func:`_channel_blocked_convs`), for a
+    backend's training step to trace; only for a finite ``x``, which the caller checks. None
+    where ``module`` pads nothing, or runs hooks a padded pass would skip."""
+    fn = module.d2l_blocked_fn
+    if fn is None or module.d2l_hooked():
+        return None
+    b = module.d2l_backend
+    if b.layout == "NCHW":
+        return lambda x: fn(module, checked_input(module, x))
+    return lambda x: b.to_nchw(fn(module, b.to_internal(checked_input(module, x))))
 
 
 #: a layer's attributes that do not decide what its forward pass computes
@@ -580,14 +612,16 @@ def input_containers(module) -> list:
     return chain
 
 
-def _container_fn(b, child_names, flatten_order=frozenset(), in_place=frozenset()):
+def _container_fn(b, child_names, flatten_order=frozenset(), in_place=frozenset(), blocked=frozenset()):
     """``f(module, x)`` running the children's built functions in order, in ``b.layout``. A
     Dense named in ``flatten_order`` runs its ``d2l_flat_fn`` on the input of the Flatten before
-    it, which is skipped; a child named in ``in_place`` runs its ``d2l_in_place_fn``."""
+    it, which is skipped; a child named in ``in_place`` runs its ``d2l_in_place_fn``, one named
+    in ``blocked`` its ``d2l_blocked_fn``."""
     child = b.child
-    if flatten_order or in_place:
+    if flatten_order or in_place or blocked:
         skipped = {names[0] for names in zip(child_names, child_names[1:]) if names[1] in flatten_order}
-        steps = [(name, "d2l_flat_fn" if name in flatten_order else "d2l_in_place_fn" if name in in_place else "d2l_fn")
+        steps = [(name, "d2l_flat_fn" if name in flatten_order else "d2l_blocked_fn" if name in blocked
+                  else "d2l_in_place_fn" if name in in_place else "d2l_fn")
                  for name in child_names if name not in skipped]
 
         def run_steps(module, x):

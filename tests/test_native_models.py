@@ -201,6 +201,52 @@ def test_the_trainers_step_follows_each_models_own_layers_and_parameters(d2l, ne
             assert_close(value, p[name] - lr * grad, tol=1e-5)
 
 
+def _blocked_net(d2l):
+    """A convolution of 3 filters reaching a second one through per-channel layers, inside a
+    container that is its model's first child: where a backend pads channels to a block (TF,
+    MXNet: 8), the first computes 5 zero filters and the second reads them with zero weights."""
+    features = d2l.Sequential(d2l.LazyConv2d(3, 3, padding=1, seed=2), d2l.Sigmoid(), d2l.AvgPool2d(2),
+                              d2l.LazyConv2d(4, 3, seed=3), d2l.Sigmoid())
+    return d2l.Sequential(features, d2l.Flatten(), d2l.LazyLinear(3, seed=4))
+
+
+def _blocked_net_logits(p, x):
+    h = reference.sigmoid(reference.conv2d(x, p["0.0.weight"], p["0.0.bias"], padding=((1, 1), (1, 1))))
+    h = reference.pool2d(h, (2, 2), (2, 2), mode="avg")
+    h = reference.sigmoid(reference.conv2d(h, p["0.3.weight"], p["0.3.bias"])).reshape(len(x), -1)
+    return h @ p["2.weight"].T + p["2.bias"]
+
+
+def test_the_trainers_step_with_padded_channels_gives_the_reference_loss_and_update(d2l, needs_autodiff):
+    """Where the backend pads convolution channels in its Trainer step (TF, MXNet), the padded
+    forward pass gives the reference's logits, and a step on a finite batch the reference's loss
+    and updated parameters (SGD on central-difference gradients): the zero filters and weights
+    change no real channel, and their gradients reach no parameter. Elsewhere, the plain step."""
+    rng = np.random.default_rng(22)
+    x, labels, lr = rng.standard_normal((5, 1, 6, 6)), np.array([0, 2, 1, 1, 0]), 0.5
+    net = _blocked_net(d2l)
+    net(d2l.tensor(x[:1]))
+    b = net.d2l_backend
+    p = {name: value.astype(np.float64) for name, value in d2l.get_params(net).items()}
+    forward = d2lconv.layers.blocked_forward(net)
+    assert (forward is not None) == bool(b.channel_block)
+    if forward is not None:
+        with d2lconv.use_backend(BACKEND):
+            assert_close(forward(d2l.tensor(x.astype(np.float32))), _blocked_net_logits(p, x), tol=1e-5)
+    with d2lconv.use_backend(BACKEND):
+        step = b.train_step(ModelLoss(b), lr, b.compile_pays_after == 0)
+        loss = step(net, d2lconv.params.named_params(net), b.batch_from_numpy(x.astype(np.float32)),
+                    b.batch_from_numpy(labels.astype(np.int32)))
+
+    def loss_of(p):
+        return cross_entropy_reference(_blocked_net_logits(p, x), labels)
+
+    want = loss_of(p)
+    assert abs(float(d2l.to_numpy(loss)) - want) <= 1e-5 * (1 + abs(want))
+    for name, value in d2l.get_params(net).items():
+        assert_close(value, p[name] - lr * numeric_grad(lambda v: loss_of({**p, name: v}), p[name]), tol=1e-5)
+
+
 def test_an_architecture_names_every_layers_configuration_and_nothing_else(d2l):
     """What a backend may share a compiled step by: equal for models that differ only in their
     weights, different where any layer computes differently, None for a class of one's own."""
