@@ -561,11 +561,11 @@ def blocked_forward(module):
     """``fn(x)``: a built ``module``'s forward pass (NCHW in and out, as ``module(x)``) with the
     channels of its blocked convolutions padded (see :func:`_channel_blocked_convs`), for a
     backend's training step to trace; only for a finite ``x``, which the caller checks. None
-    where ``module`` pads nothing, or runs hooks a padded pass would skip."""
-    fn = module.d2l_blocked_fn
-    if fn is None or module.d2l_hooked():
+    where ``module`` pads nothing, runs hooks a padded pass would skip, or is of a class of its
+    own (whose call may do more than its layers)."""
+    fn, b = module.d2l_blocked_fn, module.d2l_backend
+    if fn is None or type(module) is not b.Module or module.d2l_hooked():
         return None
-    b = module.d2l_backend
     if b.layout == "NCHW":
         return lambda x: fn(module, checked_input(module, x))
     return lambda x: b.to_nchw(fn(module, b.to_internal(checked_input(module, x))))
