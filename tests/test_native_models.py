@@ -219,9 +219,10 @@ def _blocked_net_logits(p, x):
 
 def test_the_trainers_step_with_padded_channels_gives_the_reference_loss_and_update(d2l, needs_autodiff):
     """Where the backend pads convolution channels in its Trainer step (TF, MXNet), the padded
-    forward pass gives the reference's logits, and a step on a finite batch the reference's loss
-    and updated parameters (SGD on central-difference gradients): the zero filters and weights
-    change no real channel, and their gradients reach no parameter. Elsewhere, the plain step."""
+    forward pass and the Trainer's evaluation give the reference's logits, and a step on a
+    finite batch the reference's loss and updated parameters (SGD on central-difference
+    gradients): the zero filters and weights change no real channel, and their gradients reach
+    no parameter. Elsewhere, the plain step."""
     rng = np.random.default_rng(22)
     x, labels, lr = rng.standard_normal((5, 1, 6, 6)), np.array([0, 2, 1, 1, 0]), 0.5
     net = _blocked_net(d2l)
@@ -234,9 +235,12 @@ def test_the_trainers_step_with_padded_channels_gives_the_reference_loss_and_upd
     net.__class__ = type("Mine", (built_class,), {})  # a class of one's own: its call may do more
     assert d2lconv.layers.blocked_forward(net) is None
     net.__class__ = built_class
-    if forward is not None:
-        with d2lconv.use_backend(BACKEND):
+    with d2lconv.use_backend(BACKEND):
+        if forward is not None:
             assert_close(forward(d2l.tensor(x.astype(np.float32))), _blocked_net_logits(p, x), tol=1e-5)
+        with b.inference():  # the Trainer's evaluation (MXNet's pads for a finite batch)
+            assert_close(b.evaluation_fn(net)(b.batch_from_numpy(x.astype(np.float32))),
+                         _blocked_net_logits(p, x), tol=1e-5)
     with d2lconv.use_backend(BACKEND):
         step = b.train_step(ModelLoss(b), lr, b.compile_pays_after == 0)
         loss = step(net, d2lconv.params.named_params(net), b.batch_from_numpy(x.astype(np.float32)),
