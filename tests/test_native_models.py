@@ -567,6 +567,18 @@ def test_a_model_computes_integer_and_bool_images_in_float32(d2l):
                 assert_close(got, lenet_reference(p, data.astype(np.float64)), tol=1e-4)
 
 
+def test_the_trainers_evaluation_computes_integer_images_in_float32(d2l):
+    """The Trainer's evaluation of a built model (compiled or padded on some backends) takes
+    integer images as the model does, in float32 (a traced graph does not cast them itself)."""
+    images = np.random.default_rng(19).integers(0, 256, (3, 1, 28, 28)).astype(np.uint8)
+    net = d2l.LeNet(seed=0)
+    net(d2l.tensor(images[:1].astype(np.float32)))
+    b = net.d2l_backend
+    with d2lconv.use_backend(BACKEND), b.inference():
+        got = b.evaluation_fn(net)(b.batch_from_numpy(images))
+    assert_close(got, lenet_reference(expected_lenet_params(0), images.astype(np.float64)), tol=1e-4)
+
+
 def test_a_model_gives_an_empty_batch_an_empty_output(d2l):
     """An empty batch gives an empty output of the right shape, unbuilt or built, and leaves the
     framework as it was: the next batch still gives the reference's output (MXNet's kernels fail
