@@ -36,7 +36,7 @@ def surely_finite(array: np.ndarray) -> bool:
 class ModelLoss:
     """The Trainer's loss, ``loss(model, X, y)``: the backend's unchecked cross-entropy of
     ``model(X)``. ``X`` reaches the model unchanged, so a backend's training step may look at it
-    before choosing how the model computes (MXNet pads channels only for a finite batch)."""
+    before choosing how the model computes (TF and MXNet pad channels only for a finite batch)."""
 
     def __init__(self, b: "Backend"):
         self.cross_entropy = b.cross_entropy
@@ -157,9 +157,9 @@ class Backend:
         raise NotImplementedError(f"backend {self.name!r} does not implement conv2d")
 
     #: where the framework's CPU convolutions want channel counts in multiples of a block
-    #: (MXNet's oneDNN: 8), that block; None elsewhere. A built container's first convolution,
-    #: when its output reaches the next convolution only through per-channel layers, may then
-    #: compute zero channels up to the block, which the next one reads with zero weights (see
+    #: (TF's and MXNet's oneDNN: 8), that block; None elsewhere. A built container's first
+    #: convolution, when its output reaches the next convolution only through per-channel layers,
+    #: may then compute zero channels up to the block, which the next one reads with zero weights (see
     #: :func:`d2lconv.layers._channel_blocked_convs`): the same sums for every real channel, for
     #: a finite input (a zero filter over an infinity gives NaN), which the backend checks first.
     channel_block: int | None = None

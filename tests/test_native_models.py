@@ -138,7 +138,7 @@ def test_gradients_of_a_batch_of_37_through_every_convolution_gradient_path(d2l,
 
 def test_the_trainers_step_gives_the_reference_loss_on_batches_holding_infinities(d2l, needs_autodiff):
     """The Trainer's fused step may compute LeNet's first convolution with channels padded to
-    a block (MXNet: 6 become 8, read by the second with zero weights). A zero filter over an
+    a block (TF, MXNet: 6 become 8, read by the second with zero weights). A zero filter over an
     infinity gives NaN, where the real channels give +-inf and their sigmoid 0 or 1: a batch
     holding an infinity must still give the reference's finite loss, and finite batches before
     and after it too. (Its gradients are NaN, as the reference's: inf * sigmoid' = inf * 0; the
