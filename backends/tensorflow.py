@@ -175,7 +175,7 @@ class TensorflowBackend(Backend):
         conv = self.conv2d_fn(stride, pads)
 
         def blocked(x, w, bias):  # w: HWIO
-            height, width, inputs, outputs = w.shape
+            height, width, inputs, _ = w.shape
             if extra_out:
                 w = tf.concat([w, tf.zeros((height, width, inputs, extra_out), w.dtype)], 3)
                 if bias is not None:
@@ -392,8 +392,7 @@ class TensorflowBackend(Backend):
             padded = compiled_step(model, variables, lambda model, X, y: loss_fn.cross_entropy(forward(X), y))
 
             def choose(X, *rest):
-                view = _host_view(X) if type(X) is EAGER_TENSOR else None
-                finite = view is not None and view.size <= FINITE_IN_NUMPY_UP_TO and surely_finite(view)
+                finite = type(X) is EAGER_TENSOR and _finite_on_host(X) is True
                 return (padded if finite else plain)(X, *rest)
 
             return choose
@@ -509,6 +508,16 @@ def _host_view(x):
         return None
 
 
+def _finite_on_host(x):
+    """:func:`surely_finite` of eager ``x``'s elements read on the host, or None where they are
+    not (not in host memory, not shareable, or past ``FINITE_IN_NUMPY_UP_TO``, where TF's own
+    reduction is quicker)."""
+    view = _host_view(x)  # its size is read quicker than x.shape's (0.7 us)
+    if view is None or view.size > FINITE_IN_NUMPY_UP_TO:
+        return None
+    return surely_finite(view)
+
+
 def _max_pool_checked(pool, correct):
     """``fn(x)``: ``pool(x)`` (a max pooling by TF, which skips NaN), or ``correct(y, x)`` of it
     where ``x`` holds a NaN or an infinity: only then, in graphs too (``tf.cond``)."""
@@ -517,10 +526,8 @@ def _max_pool_checked(pool, correct):
         y = pool(x)
         if not tf.executing_eagerly():
             return tf.cond(tf.math.is_finite(tf.reduce_sum(x)), lambda: y, lambda: correct(y, x))
-        view = _host_view(x)  # its size is read quicker than x.shape's (0.7 us)
-        if view is not None and view.size <= FINITE_IN_NUMPY_UP_TO:
-            finite = surely_finite(view)
-        else:
+        finite = _finite_on_host(x)
+        if finite is None:
             finite = tf.math.is_finite(tf.reduce_sum(x))
         return y if finite else correct(y, x)
 
