@@ -165,7 +165,9 @@ class TensorflowBackend(Backend):
     def channel_block(self):
         """8 on the CPU: oneDNN runs a convolution with 6 channels on its GEMM kernels and one
         with 8 on its blocked JIT kernels (LeNet's step with the first layer's filters padded to 8,
-        steps alone, interleaved: batch 32 2.2-4.5% quicker, 256 6.3-7.4%). None with a GPU."""
+        steps alone, interleaved: batch 32 2.2-4.5% quicker, 256 6.3-7.4%); Eigen's kernels, where
+        oneDNN is off, gain too (whole 3-epoch fits on an AVX2 AMD EPYC: 4.4% at 32, 6.2% at
+        256). None with a GPU."""
         return None if self.gpu_count() else 8
 
     def blocked_conv2d_fn(self, stride, pads, extra_out, extra_in):
@@ -234,12 +236,15 @@ class TensorflowBackend(Backend):
         return flatten_dense
 
     # --- operators (NCHW) -----------------------------------------------------------------
-    # TF's oneDNN build (the default on x86 CPUs) has NCHW forward kernels for float32 but NCHW
-    # gradients only for average pooling; elsewhere NCHW goes through NHWC by transposes. The
-    # NCHW kernels skip four transposes (the costliest part of a call: 3-6x a batch-1 call).
+    # TF's oneDNN kernels have NCHW forward kernels for float32 but NCHW gradients only for
+    # average pooling; elsewhere NCHW goes through NHWC by transposes. The NCHW kernels skip four
+    # transposes (the costliest part of a call: 3-6x a batch-1 call).
     @functools.cached_property
-    def _nchw_kernels(self) -> bool:
-        """True where TF's CPU runs float32 NCHW convolution and pooling (probed once)."""
+    def onednn(self) -> bool:
+        """True where TF's CPU kernels are oneDNN's, which run float32 NCHW convolution and
+        pooling (probed once by running them). TF turns oneDNN on by default only on x86 CPUs
+        with AVX-512's neural-network instructions (``TF_ENABLE_ONEDNN_OPTS`` overrides); elsewhere
+        (an AVX2-only AMD EPYC, say) Eigen's kernels run, NHWC only."""
         with tf.init_scope():  # eager even when first asked while a tf.function traces
             x = tf.zeros((1, 1, 2, 2))
             try:
@@ -255,7 +260,7 @@ class TensorflowBackend(Backend):
         """``fn(*args)`` on NCHW tensors: ``direct`` (NCHW kernels) for float32 where TF has
         them, else ``transposing`` (NHWC kernels). ``gradient``: whether ``direct`` has TF's own
         gradient; if not, a gradient tape sees ``direct`` with ``transposing``'s gradient."""
-        if not self._nchw_kernels:
+        if not self.onednn:
             return transposing
         if not gradient:
             direct = _with_gradient_of(direct, transposing)

@@ -19,8 +19,9 @@ reason printed. A ``native_<framework>`` module gives ``PACKAGES`` (whose versio
 ``KERAS_BACKEND`` (or None), ``OPS_LAYOUT`` (a line saying what the native operator calls are, or
 None), ``to_native(array)`` and ``sync(tensor)`` as a user of that framework would write them,
 ``operator_calls(X, W, P)`` (zero-argument calls of its own conv2d, max and avg pooling on those
-NumPy inputs; ``NCHW_OPS_LAYOUT`` and ``nchw_operator_calls`` too where the framework's preferred
-layout is not the contract's NCHW, to show what the layout costs apart from d2lconv), the
+NumPy inputs; ``NCHW_OPS_LAYOUT``, ``nchw_operator_calls`` and ``nchw_skip_reason()`` too where
+the framework's preferred layout is not the contract's NCHW, to show what the layout costs apart
+from d2lconv), the
 Python-loop helpers of :mod:`d2lconv.bench.loop`, and ``training_loops()``:
 ``{name: (description, fit)}`` with ``fit(batches, val, epochs, lr, mark)`` as
 :func:`timed_fit` calls it.
@@ -130,7 +131,7 @@ def operator_results(name: str, batch_sizes, rounds: int, block_s: float) -> lis
             "avg_pool": lambda: d2lconv.pool2d(Pd, 2, "avg"),
         }
         theirs = {"native": native.operator_calls(X, W, P)}
-        if getattr(native, "NCHW_OPS_LAYOUT", None):
+        if _nchw_layout(native):
             theirs["native_nchw"] = native.nchw_operator_calls(X, W, P)
         for op, call in ours.items():
             sides = {"d2lconv": lambda call=call: native.sync(call())}
@@ -459,14 +460,22 @@ def bench_backend(name: str, settings: Settings, parts) -> dict:
     return result
 
 
+def _nchw_layout(native) -> str | None:
+    """The native module's NCHW calls' description where they run on this machine, else None."""
+    layout = getattr(native, "NCHW_OPS_LAYOUT", None)
+    return layout if layout and native.nchw_skip_reason() is None else None
+
+
 def _print_ops(native, rows, first_use, settings):
     print(f"\noperator overhead (us per call, median of {settings.op_rounds} interleaved rounds; goal: ratio <= 1.10 at batch 1)")
     print(f"native: {native.OPS_LAYOUT}; d2lconv: NCHW in and out; by round: the lowest and highest ratio of one round")
     headers = ["op", "batch", "d2lconv us", "native us", "d2lconv/native", "by round"]
-    nchw = getattr(native, "NCHW_OPS_LAYOUT", None)
+    nchw = _nchw_layout(native)
     if nchw:
         print(f"NCHW native: {nchw}")
         headers += ["NCHW native us", "d2lconv/NCHW native", "by round"]
+    elif getattr(native, "NCHW_OPS_LAYOUT", None):
+        print(f"NCHW native: skipped: {native.nchw_skip_reason()}")
 
     def cells(r):
         return [r["op"], r["batch"], r["d2lconv_us"], r["native_us"], r["ratio"], _spread(r["ratio_by_round"])] + (

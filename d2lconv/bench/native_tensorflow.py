@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from d2lconv import backend
+
 PACKAGES = ("tensorflow", "keras")
 KERAS_BACKEND = "tensorflow"
 OPS_LAYOUT = "tf.nn.conv2d / max_pool2d / avg_pool2d on NHWC inputs, HWIO kernels (a TF user's layout)"
@@ -33,6 +35,13 @@ def operator_calls(X, W, P):
 
 NCHW_OPS_LAYOUT = ("tf.nn.* with data_format=\"NCHW\" on NCHW inputs, HWIO kernels (oneDNN's float32 NCHW "
                    "kernels: forward only on the CPU, TF has no NCHW gradient there for conv and max)")
+
+
+def nchw_skip_reason():
+    """Why the NCHW calls cannot run here, or None: TF's CPU takes NCHW only on oneDNN's kernels."""
+    if backend.load("tensorflow").onednn:
+        return None
+    return "TF runs Eigen's CPU kernels here (oneDNN is off on this CPU), which take NHWC only"
 
 
 def nchw_operator_calls(X, W, P):
