@@ -33,6 +33,11 @@ NHWC_SPATIAL, NCHW_SPATIAL = (1, 2), (2, 3)  # the height and width axes
 PERMUTATIONS = {perm: tf.constant(perm) for perm in (TO_NHWC, TO_NCHW, OIHW_TO_HWIO, HWIO_TO_OIHW)}
 NO_PADS = ((0, 0), (0, 0))
 EAGER_TENSOR = type(tf.constant(0.0))  # what eager operations return (immutable)
+#: Where oneDNN is off, Eigen's reductions pool non-overlapping windows quicker than its pooling
+#: kernels (AVX2 AMD EPYC, 2x2 windows of 6 x 28 x 28 images, max / avg: batch 256 2.3 / 2.3 vs
+#: 4.1 / 5.2 ms); from this many input elements quicker still as two reductions over contiguous
+#: runs, rows then columns, than as one over both window axes (batch 8 and up: 0.3 vs 0.32 ms).
+TWO_REDUCTIONS_FROM = 1 << 15
 
 
 def _pad_fn(pads, value):
@@ -303,6 +308,9 @@ class TensorflowBackend(Backend):
 
     def nchw_max_pool_fn(self, window, stride, pads):
         transposing = _nchw_through_nhwc(self.max_pool_fn(window, stride, pads))
+        if self._reduces_windows(window, stride, pads):  # TF's Max propagates NaN: no check
+            direct = _window_reduction(tf.raw_ops.Max, window, nhwc=False, otherwise=transposing)
+            return _with_gradient_of(direct, transposing)  # the pooling's gradient: one cell per window
         direct = self._nchw_pool_fn(_raw_max_pool, window, stride, pads, -np.inf)
         avg_pool = self.nchw_avg_pool_fn(window, stride, pads, True)
 
@@ -311,10 +319,17 @@ class TensorflowBackend(Backend):
 
     def nchw_avg_pool_fn(self, window, stride, pads, count_include_pad):
         transposing = _nchw_through_nhwc(self.avg_pool_fn(window, stride, pads, count_include_pad))
+        if self._reduces_windows(window, stride, pads):
+            return _window_reduction(tf.raw_ops.Mean, window, nhwc=False, otherwise=transposing)
         direct = self._nchw_pool_fn(_raw_avg_pool, window, stride, pads, 0)
         if not count_include_pad and pads != NO_PADS:
             direct = _divided_by_inside_fraction(direct, window, stride, pads, self.dtype)
         return self._nchw_fn(direct, transposing, gradient=True)
+
+    def _reduces_windows(self, window, stride, pads):
+        """Whether a pooling is computed by reductions (see :data:`TWO_REDUCTIONS_FROM`): with
+        Eigen's kernels, for windows that neither overlap nor leave gaps, unpadded."""
+        return not self.onednn and stride == window and pads == NO_PADS
 
     def value_and_grad(self, fn, argnums):
         def wrapped(*args):
@@ -454,6 +469,52 @@ def _rewritten(x, rewrites, stride, spatial):
         if rewrite is not None:
             index[axis] = rewrite
     return x[tuple(index)], tuple(s if r is None else 1 for s, r in zip(stride, rewrites))
+
+
+def _window_reduction(reduce, window, nhwc, otherwise):
+    """``fn(x)``: ``reduce`` (``tf.raw_ops.Max`` or ``Mean``) over each window of ``x``, which
+    tile it (stride = window, no padding), through reshapes, never a transpose; ``otherwise(x)``
+    for a height or width the window does not divide. Per input shape the reshapes are planned
+    once, with eager shape constants for eager calls (a tuple is converted again at every call:
+    ~130 us) and literal ones in traced graphs (which keep their static shapes)."""
+    plans = {}
+
+    def pooled(x):
+        key = (tuple(x.shape), tf.executing_eagerly())
+        plan = plans.get(key)
+        if plan is None:
+            plan = plans[key] = _reduction_plan(reduce, window, *key, nhwc) or otherwise
+        return plan(x)
+
+    return pooled
+
+
+def _reduction_plan(reduce, window, shape, eager, nhwc):
+    """:func:`_window_reduction`'s function for inputs of ``shape``, or None where the window
+    does not divide its height and width. Mean of the rows' means: for windows of powers of two
+    the same sums, halved exactly; otherwise within a few ulps of one mean."""
+    (kh, kw), (height, width) = window, (shape[1:3] if nhwc else shape[2:])
+    channels = shape[3] if nhwc else shape[1]
+    if None in (height, width, channels) or height % kh or width % kw:
+        return None
+    rows, cols = height // kh, width // kw
+    size = None if shape[0] is None else shape[0] * channels * height * width
+    as_given = (lambda v: v) if not eager else (lambda v: tf.constant(v))
+    with tf.init_scope():  # eager constants even while a graph is traced
+        if size is not None and size < TWO_REDUCTIONS_FROM:
+            tiles = (-1, rows, kh, cols, kw, channels) if nhwc else (-1, channels, rows, kh, cols, kw)
+            tiles, axes = as_given(tiles), as_given((2, 4) if nhwc else (3, 5))
+            return lambda x: reduce(input=tf.raw_ops.Reshape(tensor=x, shape=tiles), axis=axes)
+        row_runs = as_given((-1, kh, width * channels) if nhwc else (-1, kh, width))
+        col_runs = as_given((-1, kw, channels) if nhwc else (-1, cols, kw))
+        out = as_given((-1, rows, cols, channels) if nhwc else (-1, channels, rows, cols))
+        first, second = as_given(1), as_given(1 if nhwc else 2)
+
+    def two_reductions(x):
+        by_rows = reduce(input=tf.raw_ops.Reshape(tensor=x, shape=row_runs), axis=first)
+        return tf.raw_ops.Reshape(tensor=reduce(input=tf.raw_ops.Reshape(tensor=by_rows, shape=col_runs), axis=second), shape=out)
+
+    return two_reductions
 
 
 def _raw_max_pool(x, **config):
