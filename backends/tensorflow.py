@@ -291,7 +291,13 @@ class TensorflowBackend(Backend):
             # transposed outside the tape that records it would get no gradient
             return _transposed(nhwc_conv(_transposed(x, TO_NHWC), _transposed(w, OIHW_TO_HWIO), None), TO_NCHW)
 
-        conv = self._nchw_fn(direct, transposing, gradient=False)
+        def through_nhwc(x, w):  # Eigen's kernels: NHWC only, but the kernel's HWIO form kept
+            return _transposed(nhwc_conv(_transposed(x, TO_NHWC), hwio(w), None), TO_NCHW)
+
+        if self.onednn:
+            conv = self._nchw_fn(direct, transposing, gradient=False)
+        else:  # batch 1, LeNet's first layer: 391 vs 429 us (AVX2 AMD EPYC)
+            conv = _untaped(through_nhwc, transposing)
 
         def conv_bias(x, w, bias):
             y = conv(x, w)
@@ -598,6 +604,12 @@ def _max_pool_checked(pool, correct):
         return y if finite else correct(y, x)
 
     return max_pool
+
+
+def _untaped(direct, taped):
+    """``direct`` for eager calls that no gradient tape records, else ``taped`` (the same
+    function, which TF differentiates)."""
+    return lambda *args: direct(*args) if tf.executing_eagerly() and not could_possibly_record() else taped(*args)
 
 
 def _with_gradient_of(direct, transposing):
