@@ -102,6 +102,11 @@ class TensorflowBackend(Backend):
         return tf.cast(x, np.dtype(dtype).name)
 
     def reshape(self, x, shape):
+        if tf.executing_eagerly():  # a shape's eager constant, made once: 36 vs 69 us a call (AMD EPYC)
+            try:
+                return tf.raw_ops.Reshape(tensor=x, shape=_eager_sizes(tuple(shape)))
+            except TypeError:  # not a tuple of ints: converted below, or an error from TF
+                pass
         try:  # an int32 array skips tf.reshape's conversion of the tuple: 17 vs 44 us a call here
             sizes = np.asarray(shape, np.int32)
         except TypeError:  # a size unknown while a graph is traced
@@ -475,6 +480,13 @@ def _rewritten(x, rewrites, stride, spatial):
         if rewrite is not None:
             index[axis] = rewrite
     return x[tuple(index)], tuple(s if r is None else 1 for s, r in zip(stride, rewrites))
+
+
+@functools.lru_cache(maxsize=1024)
+def _eager_sizes(shape):
+    """``shape`` (a tuple of ints) as an eager int32 constant, made once per shape."""
+    with tf.init_scope():
+        return tf.constant(np.asarray(shape, np.int32))
 
 
 def _window_reduction(reduce, window, nhwc, otherwise):
