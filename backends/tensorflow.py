@@ -254,7 +254,8 @@ class TensorflowBackend(Backend):
         """True where TF's CPU kernels are oneDNN's, which run float32 NCHW convolution and
         pooling (probed once by running them). TF turns oneDNN on by default only on x86 CPUs
         with AVX-512's neural-network instructions (``TF_ENABLE_ONEDNN_OPTS`` overrides); elsewhere
-        (an AVX2-only AMD EPYC, say) Eigen's kernels run, NHWC only."""
+        (an AVX2-only AMD EPYC, say) Eigen's kernels run, NHWC only. With a GPU, whose kernels
+        take NCHW too, also True."""
         with tf.init_scope():  # eager even when first asked while a tf.function traces
             x = tf.zeros((1, 1, 2, 2))
             try:
