@@ -293,12 +293,15 @@ class TensorflowBackend(Backend):
             return tf.raw_ops.Conv2D(input=x, filter=w, strides=strides, padding="EXPLICIT",
                                      explicit_paddings=explicit, data_format="NCHW")
 
+        def nhwc_between(x, hwio_kernel):
+            return _transposed(nhwc_conv(_transposed(x, TO_NHWC), hwio_kernel, None), TO_NCHW)
+
         def transposing(x, w):  # not hwio(): this is also the gradient's formulation, and a kernel
             # transposed outside the tape that records it would get no gradient
-            return _transposed(nhwc_conv(_transposed(x, TO_NHWC), _transposed(w, OIHW_TO_HWIO), None), TO_NCHW)
+            return nhwc_between(x, _transposed(w, OIHW_TO_HWIO))
 
         def through_nhwc(x, w):  # Eigen's kernels: NHWC only, but the kernel's HWIO form kept
-            return _transposed(nhwc_conv(_transposed(x, TO_NHWC), hwio(w), None), TO_NCHW)
+            return nhwc_between(x, hwio(w))
 
         if self.onednn:
             conv = self._nchw_fn(direct, transposing, gradient=False)
@@ -485,7 +488,8 @@ def _rewritten(x, rewrites, stride, spatial):
 
 @functools.lru_cache(maxsize=1024)
 def _eager_sizes(shape):
-    """``shape`` (a tuple of ints) as an eager int32 constant, made once per shape."""
+    """``shape`` (an int or a tuple of ints) as an eager int32 constant, made once per shape,
+    eager even while a graph is traced."""
     with tf.init_scope():
         return tf.constant(np.asarray(shape, np.int32))
 
@@ -518,16 +522,15 @@ def _reduction_plan(reduce, window, shape, eager, nhwc):
         return None
     rows, cols = height // kh, width // kw
     size = None if shape[0] is None else shape[0] * channels * height * width
-    as_given = (lambda v: v) if not eager else (lambda v: tf.constant(v))
-    with tf.init_scope():  # eager constants even while a graph is traced
-        if size is not None and size < TWO_REDUCTIONS_FROM:
-            tiles = (-1, rows, kh, cols, kw, channels) if nhwc else (-1, channels, rows, kh, cols, kw)
-            tiles, axes = as_given(tiles), as_given((2, 4) if nhwc else (3, 5))
-            return lambda x: reduce(input=tf.raw_ops.Reshape(tensor=x, shape=tiles), axis=axes)
-        row_runs = as_given((-1, kh, width * channels) if nhwc else (-1, kh, width))
-        col_runs = as_given((-1, kw, channels) if nhwc else (-1, cols, kw))
-        out = as_given((-1, rows, cols, channels) if nhwc else (-1, channels, rows, cols))
-        first, second = as_given(1), as_given(1 if nhwc else 2)
+    as_given = _eager_sizes if eager else (lambda v: v)
+    if size is not None and size < TWO_REDUCTIONS_FROM:
+        tiles = (-1, rows, kh, cols, kw, channels) if nhwc else (-1, channels, rows, kh, cols, kw)
+        tiles, axes = as_given(tiles), as_given((2, 4) if nhwc else (3, 5))
+        return lambda x: reduce(input=tf.raw_ops.Reshape(tensor=x, shape=tiles), axis=axes)
+    row_runs = as_given((-1, kh, width * channels) if nhwc else (-1, kh, width))
+    col_runs = as_given((-1, kw, channels) if nhwc else (-1, cols, kw))
+    out = as_given((-1, rows, cols, channels) if nhwc else (-1, channels, rows, cols))
+    first, second = as_given(1), as_given(1 if nhwc else 2)
 
     def two_reductions(x):
         by_rows = reduce(input=tf.raw_ops.Reshape(tensor=x, shape=row_runs), axis=first)
@@ -645,12 +648,7 @@ def _with_gradient_of(direct, transposing):
 
         return direct(*args), grad
 
-    def fn(*args):
-        if tf.executing_eagerly() and not could_possibly_record():
-            return direct(*args)  # nothing records: no custom-gradient machinery (~70 us a call)
-        return recorded(*args)
-
-    return fn
+    return _untaped(direct, recorded)  # nothing records: no custom-gradient machinery (~70 us a call)
 
 
 def _compiled(fn, compile, fallback=None):
