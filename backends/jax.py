@@ -1,4 +1,5 @@
-"""JAX: lax.conv_general_dilated and lax.reduce_window, NCHW natively through dimension numbers.
+"""JAX: lax.conv_general_dilated and lax.reduce_window (or strided slices), NCHW natively through
+dimension numbers.
 
 The public operators run as ``jax.jit``-ed functions with stride, padding and window static (one
 compilation per configuration, then jax's C++ dispatch). Inside a built model activations are
@@ -25,7 +26,7 @@ from flax import nnx
 from jax import lax
 
 from d2lconv.compiled import per_model as per_model_fn
-from d2lconv.interface import FINITE_IN_NUMPY_UP_TO, Backend, ModelLoss, surely_finite
+from d2lconv.interface import Backend, ModelLoss
 from d2lconv.layers import LayerModule, architecture, run
 from d2lconv.params import named_params
 from d2lconv.pool_counts import inside_fraction
@@ -45,10 +46,7 @@ WEIGHT_GRAD_SLICE = 16
 #: XLA's CPU data gradient is a convolution out to the layer's input channels, slow on few of
 #: them: up to this many (or a 1 x 1 kernel) it is one matrix product and a col2im (see _input_grad)
 COL2IM_UP_TO = 8
-#: Where XLA's max skips NaN (see _max_skips_nan), a max pooling of this many elements or more
-#: checks a host array in NumPy (batch 256 of 6 x 28 x 28: 2.8 vs 3.6 ms with the in-graph
-#: check); a smaller one is checked in the graph (batch 1: 63 vs 80 us)
-HOST_CHECK_FROM = 1 << 16
+NO_PADS = ((0, 0), (0, 0))
 DENSE = (((1,), (1,)), ((), ()))  # x (N, in) . w (out, in) over "in": x @ w.T without a transpose
 ARRAY = type(jnp.zeros(()))  # the concrete type of JAX's arrays (tracers are jax.Arrays too)
 
@@ -160,11 +158,6 @@ def _input_grad(x, w, dy, stride, pads):
     return total[:, top : top + x.shape[1], left : left + x.shape[2], :]
 
 
-def _reduce_window(x, init, op, window, stride, pads):
-    # a NumPy init value stays concrete under jit, so JAX sees a differentiable max/sum monoid
-    return lax.reduce_window(x, np.array(init, x.dtype), op, window, stride, pads)
-
-
 def _conv_fn(layout, stride, pads):
     """``fn(x, w, bias_or_None)``: cross-correlation of ``x`` in ``layout`` with OIHW ``w``."""
 
@@ -178,46 +171,98 @@ def _conv_fn(layout, stride, pads):
 
 
 def _pool_fn(layout, init, op, window, stride, pads):
-    """``fn(x)``: ``lax.reduce_window`` with ``op`` over the spatial axes of ``layout``."""
-    if layout == NHWC:
-        window, stride, pads = (1, *window, 1), (1, *stride, 1), ((0, 0), *pads, (0, 0))
-    else:
-        window, stride, pads = (1, 1, *window), (1, 1, *stride), ((0, 0), (0, 0), *pads)
-    return lambda x: _reduce_window(x, init, op, window, stride, pads)
+    """``fn(x)``: ``op`` (``lax.max`` or ``lax.add``) over each window of ``x`` in ``layout``,
+    padded with ``init``: ``lax.reduce_window``, or where :func:`_sliced_pooling` says, the
+    window's cells as strided slices of ``x`` combined elementwise, along the width and then
+    along the height (XLA fuses each pass into one loop)."""
+    spatial = (1, 2) if layout == NHWC else (2, 3)
+    padding = [(0, 0, 0)] * 4
+    for axis, (low, high) in zip(spatial, pads):
+        padding[axis] = (low, high, 0)
+    windows, strides = [1] * 4, [1] * 4
+    for axis, k, s in zip(spatial, window, stride):
+        windows[axis], strides[axis] = k, s
+    # a NumPy init value stays concrete under jit, so JAX sees a differentiable max/sum monoid
+    reduced = lambda x: lax.reduce_window(x, np.array(init, x.dtype), op, windows, strides, [p[:2] for p in padding])  # noqa: E731
+    if not _sliced_pooling():
+        return reduced
+    passes = [_window_pass(op, k, s, axis) for axis, k, s in zip(reversed(spatial), reversed(window), reversed(stride))]
+
+    def pooled(x):
+        if pads != NO_PADS:
+            x = lax.pad(x, np.array(init, x.dtype), padding)
+        for one_pass in passes:
+            x = one_pass(x)
+        return x
+
+    if op is lax.max:  # its passes have their own derivatives
+        return pooled
+    # a sum's derivative is reduce_window's, transposed by reduce_window's own rule: the slices'
+    # transposes (strided pads) made LeNet's step slower (batch 256: 1.34x reduce_window's; with
+    # reduce_window's derivative 0.91-0.93x at 32 and 256)
+    summed = jax.custom_jvp(pooled)
+    summed.defjvp(lambda primals, tangents: (pooled(*primals), reduced(*tangents)))
+    return summed
 
 
 @lru_cache(maxsize=None)
-def _max_skips_nan() -> bool:
-    """Whether XLA's max pooling on the default device skips NaN (probed once). jaxlib 0.10.2 on
-    an AVX2 AMD EPYC hands max reductions of more than a few thousand elements to YNNPACK, which
-    does (``jnp.max`` of 34,560 zeros and a NaN: 0.0; with
-    ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=`` NaN)."""
+def _sliced_pooling() -> bool:
+    """Whether pooling is computed by strided slices rather than ``lax.reduce_window``: where
+    XLA's max pooling on the CPU skips NaN (probed once). jaxlib 0.10.2 on an AVX2 AMD EPYC hands
+    reductions of more than a few thousand elements to YNNPACK, which skips NaN in max (``jnp.max``
+    of 34,560 zeros and a NaN: 0.0; the contract wants NaN) and ran slower there than the slices
+    (NHWC 2 x 2 windows at batch 256: max 1.9 vs 0.46 ms, sum 2.3 vs 0.26 ms, their gradients
+    11.9 vs 3.5 and 2.0 vs 1.6 ms). On an Intel Xeon, where XLA's own reductions ran, the
+    slices had made LeNet's step slower (30 vs 17.7 ms at batch 256)."""
+    if not CPU:
+        return False
     x = np.zeros((8, 8, 32, 32), np.float32)
     x[5, 3, 17, 9] = np.nan
     with jax.ensure_compile_time_eval():  # concrete even when first asked while a step is traced
-        pooled = jax.jit(_pool_fn(NCHW, -np.inf, lax.max, (2, 2), (2, 2), ((0, 0), (0, 0))))(x)
+        pooled = jax.jit(lambda x: lax.reduce_window(x, -np.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID"))(x)
     return not np.isnan(np.asarray(pooled)).any()
 
 
+def _window_cells(x, k, s, axis):
+    """``x``'s strided slices along ``axis``, one per cell of a window of ``k`` at stride ``s``:
+    slice ``i`` holds cell ``i`` of every window, in order."""
+    windows = (x.shape[axis] - k) // s + 1
+    return [lax.slice_in_dim(x, i, i + s * (windows - 1) + 1, s, axis) for i in range(k)]
+
+
+@lru_cache(maxsize=None)
+def _window_pass(op, k, s, axis):
+    """``fn(x)``: ``op`` over the cells of each window of ``k`` at stride ``s`` along ``axis``.
+    For ``lax.max``, a ``jax.custom_jvp`` whose derivative is the first maximal cell's, as
+    ``lax.reduce_window``'s is (which its derivative rule would otherwise split between ties);
+    a NaN window's derivative is zero. Two passes, width then height, choose the first maximum
+    of the first row that holds it: the first in row-major order."""
+    if op is not lax.max:
+        return lambda x: reduce(op, _window_cells(x, k, s, axis))
+
+    @jax.custom_jvp
+    def max_pass(x):
+        return reduce(lax.max, _window_cells(x, k, s, axis))
+
+    @max_pass.defjvp
+    def first_maximum(primals, tangents):
+        (x,), (dx,) = primals, tangents
+        cells = _window_cells(x, k, s, axis)
+        y, taken, dy = reduce(lax.max, cells), None, None
+        for cell, d_cell in zip(cells, _window_cells(dx, k, s, axis)):
+            hit = cell == y if taken is None else (cell == y) & ~taken
+            taken = hit if taken is None else taken | hit
+            term = jnp.where(hit, d_cell, jnp.zeros_like(d_cell))
+            dy = term if dy is None else dy + term
+        return y, dy
+
+    return max_pass
+
+
 def _max_pool_fn(layout, window, stride, pads):
-    """``fn(x)``: max pooling of ``x`` in ``layout``, NaN where a window holds one (the
-    contract) also where XLA's max skips NaN (:func:`_max_skips_nan`): there, only for an input
-    holding NaN (``lax.cond``), each window's NaN are counted by a sum pooling, exact on
-    counts, and such windows made NaN."""
-    pool = _pool_fn(layout, -np.inf, lax.max, window, stride, pads)
-    if not _max_skips_nan():
-        return pool
-    count = _pool_fn(layout, 0, lax.add, window, stride, pads)
-
-    def max_pool(x):
-        y = pool(x)
-
-        def with_nan():
-            return jnp.where(count(jnp.isnan(x).astype(x.dtype)) > 0, np.array(np.nan, x.dtype), y)
-
-        return lax.cond(jnp.isnan(x).any(), with_nan, lambda: y)
-
-    return max_pool
+    """``fn(x)``: max pooling of ``x`` in ``layout``; NaN where a window holds one (XLA's CPU max
+    reduction can skip NaN: see :func:`_sliced_pooling`)."""
+    return _pool_fn(layout, -np.inf, lax.max, window, stride, pads)
 
 
 def _avg_pool_fn(layout, window, stride, pads, count_include_pad):
@@ -334,16 +379,7 @@ class JaxBackend(Backend):
         return _shared_jit(_conv_fn, NCHW, stride, pads)
 
     def nchw_max_pool_fn(self, window, stride, pads):
-        checked = _shared_jit(_max_pool_fn, NCHW, window, stride, pads)
-        if not _max_skips_nan():
-            return checked
-        plain = _shared_jit(_pool_fn, NCHW, -np.inf, lax.max, window, stride, pads)
-
-        def max_pool(x):  # a large host array found finite skips the in-graph check
-            big = type(x) is ARRAY and CPU and HOST_CHECK_FROM <= x.size <= FINITE_IN_NUMPY_UP_TO
-            return plain(x) if big and surely_finite(np.asarray(x)) else checked(x)
-
-        return max_pool
+        return _shared_jit(_max_pool_fn, NCHW, window, stride, pads)
 
     def nchw_avg_pool_fn(self, window, stride, pads, count_include_pad):
         return _shared_jit(_avg_pool_fn, NCHW, window, stride, pads, count_include_pad)

@@ -177,3 +177,20 @@ def test_operator_gradients_inside_a_tf_function(d2l, tape_inside):
     assert_close(value, (ref(X, W) * G).sum(), tol=1e-4)
     assert_close(gX, numeric_grad(lambda x: (ref(x, W) * G).sum(), X), tol=1e-4)
     assert_close(gW, numeric_grad(lambda w: (ref(X, w) * G).sum(), W), tol=1e-4)
+
+
+@pytest.mark.parametrize("stride, padding", [(2, 0), (1, 1)])
+def test_max_pool2d_gradient_of_a_tie_goes_to_its_first_cell(d2l, needs_autodiff, stride, padding):
+    """Where a window's maximum occurs more than once, its gradient goes to the first of those
+    cells in row-major order, on every backend (as torch's and XLA's max pooling do)."""
+    X = np.array([[[[1, 1, 0, 2], [1, 1, 2, 2], [3, 0, 0, 0], [3, 3, 0, 0]]]], np.float32)
+    window, strides, pads = (2, 2), (stride, stride), ((padding, padding),) * 2
+    G = _data(9, *reference.pool2d(X, window, strides, pads).shape)
+    expected = np.zeros_like(X)
+    Xp = np.pad(X[0, 0], padding, constant_values=-np.inf)
+    for (i, j), g in np.ndenumerate(G[0, 0]):
+        cells = Xp[i * stride:i * stride + 2, j * stride:j * stride + 2]
+        r, c = np.unravel_index(np.argmax(cells), cells.shape)  # argmax: the first maximum
+        expected[0, 0, i * stride + r - padding, j * stride + c - padding] += g
+    _, gX = d2l.value_and_grad(lambda x: d2l.reduce_sum(d2l.pool2d(x, 2, "max", stride, padding) * d2l.tensor(G)))(d2l.tensor(X))
+    assert_close(gX, expected)
