@@ -52,6 +52,33 @@ def _finite_on_host(x):
     return surely_finite(view)
 
 
+def _new_operand_reads():
+    """ctypes values for :func:`_operand_key` (one set per thread) and references to them."""
+    ndim, sizes, dtype = mx.base.mx_int(), ctypes.POINTER(_SIZE_TYPE)(), ctypes.c_int()
+    return ctypes.byref(ndim), ctypes.byref(sizes), ctypes.byref(dtype), ndim, sizes, dtype
+
+
+_INT64_SIZES = mx.runtime.Features().is_enabled("INT64_TENSOR_SIZE")
+_SIZE_TYPE = mx.base.mx_int64 if _INT64_SIZES else mx.base.mx_int
+_GET_SHAPE = mx.base._LIB.MXNDArrayGetShapeEx64 if _INT64_SIZES else mx.base._LIB.MXNDArrayGetShapeEx
+_operand_reads = threading.local()
+
+
+def _operand_key(x):
+    """``(shape, dtype code)`` of an MXNet array: what ``x.shape`` and ``x.dtype`` read (3.6 and
+    2.6 us on an AMD EPYC, 1.2 and 0.9 on an Intel Xeon), through the same C calls into ctypes
+    values made once per thread (2.2 and 1.0 us there)."""
+    try:
+        reads = _operand_reads.values
+    except AttributeError:
+        reads = _operand_reads.values = _new_operand_reads()
+    ndim_ref, sizes_ref, dtype_ref, ndim, sizes, dtype = reads
+    handle = x.handle
+    mx.base.check_call(_GET_SHAPE(handle, ndim_ref, sizes_ref))
+    mx.base.check_call(mx.base._LIB.MXNDArrayGetDType(handle, dtype_ref))
+    return tuple(sizes[:ndim.value]), dtype.value
+
+
 def _backward(value) -> bool:
     """``value.backward()``; False, computing nothing, where ``value`` depends on nothing autograd
     recorded (MXNet raises then; its gradients are zero)."""
@@ -236,6 +263,7 @@ def _blocked_call(conv, x):
 class MxnetBackend(Backend):
     name = "mxnet"
     xp = mnp
+    operand_key = staticmethod(_operand_key)
 
     def devices(self):
         return ["cpu"] + [f"gpu({i})" for i in range(mx.context.num_gpus())]

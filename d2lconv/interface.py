@@ -57,6 +57,9 @@ class Backend:
     #: True where every eager operation is compiled before it runs (JAX): what needs only shapes
     #: is traced (:meth:`abstractly`), and the Trainer builds a model without running it
     eager_calls_compile: bool = False
+    #: None where a tensor's ``shape`` and ``dtype`` are quick to read (the operators' plan keys
+    #: read them at every call); else ``fn(x)``: a hashable stand-in for the two, read quicker
+    operand_key = None
     xp = np
 
     # --- devices ------------------------------------------------------------------------------

@@ -201,7 +201,10 @@ def _conv(op, X, W, bias=None, stride=1, padding=0):
         arguments = (stride, padding)
     else:
         arguments = (_key(stride), _key(padding))
-    if bias is None:
+    operand_key = b.operand_key
+    if operand_key is not None:
+        key = (b, op, operand_key(X), operand_key(W), bias if bias is None else operand_key(bias), arguments)
+    elif bias is None:
         key = (b, op, X.shape, W.shape, X.dtype, W.dtype, arguments)
     else:
         key = (b, op, X.shape, W.shape, X.dtype, W.dtype, bias.shape, bias.dtype, arguments)
@@ -304,11 +307,15 @@ def pool2d(X, pool_size, mode="max", stride=None, padding=0, count_include_pad=T
     if not b.is_native(X):
         (X,) = _to_natives(b, "pool2d", ("X",), (X,))
     # mode is checked against strings only: an invalid one never becomes a cached plan
+    if b.operand_key is None:
+        shape, dtype = X.shape, X.dtype
+    else:
+        shape, dtype = b.operand_key(X)
     if type(pool_size) is int and (stride is None or type(stride) is int) and type(padding) is int \
             and type(count_include_pad) is bool:  # the usual call: _key's values without its calls
-        key = (b, X.shape, X.dtype, mode, pool_size, stride, padding, (bool, count_include_pad))
+        key = (b, shape, dtype, mode, pool_size, stride, padding, (bool, count_include_pad))
     else:
-        key = (b, X.shape, X.dtype, mode, _key(pool_size), _key(stride), _key(padding), _key(count_include_pad))
+        key = (b, shape, dtype, mode, _key(pool_size), _key(stride), _key(padding), _key(count_include_pad))
     try:
         fn = _op_plans.get(key)
     except TypeError:  # an unhashable argument: building the plan says what is wrong with it
