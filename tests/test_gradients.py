@@ -5,6 +5,8 @@ are linear (conv) or piecewise linear (pooling) in each input, so the difference
 rounding as long as no max changes place, which random normal inputs make vanishingly unlikely.
 """
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -194,3 +196,33 @@ def test_max_pool2d_gradient_of_a_tie_goes_to_its_first_cell(d2l, needs_autodiff
         expected[0, 0, i * stride + r - padding, j * stride + c - padding] += g
     _, gX = d2l.value_and_grad(lambda x: d2l.reduce_sum(d2l.pool2d(x, 2, "max", stride, padding) * d2l.tensor(G)))(d2l.tensor(X))
     assert_close(gX, expected)
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="JAX's two pooling lowerings are tested in the jax env")
+@pytest.mark.parametrize("sliced", [True, False], ids=["strided slices", "reduce_window"])
+@pytest.mark.parametrize(
+    "mode, stride, pads, count_include_pad",
+    [("max", (2, 2), ((0, 0), (0, 0)), True), ("max", (1, 2), ((1, 1), (0, 1)), True),
+     ("avg", (2, 2), ((0, 0), (0, 0)), True), ("avg", (2, 1), ((1, 0), (1, 1)), False)],
+)
+def test_both_jax_pooling_lowerings_give_the_reference_values_and_gradients(d2l, monkeypatch, sliced, mode, stride, pads, count_include_pad):
+    """JAX pools by strided slices where XLA's CPU max skips NaN and by ``reduce_window``
+    elsewhere; whichever this machine uses, the other is checked here too (finite inputs)."""
+    import jax
+
+    module = importlib.import_module("d2lconv.backends.jax")
+    monkeypatch.setattr(module, "_sliced_pooling", lambda: sliced)
+    window = (3, 2)
+    if mode == "max":
+        pool = module._max_pool_fn(module.NCHW, window, stride, pads)
+    else:
+        pool = module._avg_pool_fn(module.NCHW, window, stride, pads, count_include_pad)
+    X = _data(13, 2, 2, 6, 7)
+
+    def ref(x):
+        return reference.pool2d(x, window, stride, pads, mode, count_include_pad)
+
+    G = _data(14, *ref(X).shape)
+    assert_close(pool(X.astype(np.float32)), ref(X))
+    gX = jax.grad(lambda x: (pool(x) * G.astype(np.float32)).sum())(X.astype(np.float32))
+    assert_close(gX, numeric_grad(lambda x: (ref(x) * G).sum(), X))
