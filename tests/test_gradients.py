@@ -211,7 +211,7 @@ def test_both_jax_pooling_lowerings_give_the_reference_values_and_gradients(d2l,
     import jax
 
     module = importlib.import_module("d2lconv.backends.jax")
-    monkeypatch.setattr(module, "_sliced_pooling", lambda: sliced)
+    monkeypatch.setattr(module, "_ynnpack_reductions", lambda: sliced)
     window = (3, 2)
     if mode == "max":
         pool = module._max_pool_fn(module.NCHW, window, stride, pads)
