@@ -202,17 +202,15 @@ def _pool_fn(layout, init, op, window, stride, pads):
     window's cells as strided slices of ``x`` combined elementwise, along the width and then
     along the height (XLA fuses each pass into one loop)."""
     spatial = (1, 2) if layout == NHWC else (2, 3)
-    padding = [(0, 0, 0)] * 4
-    for axis, (low, high) in zip(spatial, pads):
-        padding[axis] = (low, high, 0)
-    windows, strides = [1] * 4, [1] * 4
-    for axis, k, s in zip(spatial, window, stride):
-        windows[axis], strides[axis] = k, s
+    windows, strides, edges = [1] * 4, [1] * 4, [(0, 0)] * 4
+    for axis, k, s, edge in zip(spatial, window, stride, pads):
+        windows[axis], strides[axis], edges[axis] = k, s, edge
     # a NumPy init value stays concrete under jit, so JAX sees a differentiable max/sum monoid
-    reduced = lambda x: lax.reduce_window(x, np.array(init, x.dtype), op, windows, strides, [p[:2] for p in padding])  # noqa: E731
+    reduced = lambda x: lax.reduce_window(x, np.array(init, x.dtype), op, windows, strides, edges)  # noqa: E731
     if not _ynnpack_reductions():
         return reduced
     passes = [_window_pass(op, k, s, axis) for axis, k, s in zip(reversed(spatial), reversed(window), reversed(stride))]
+    padding = [(*edge, 0) for edge in edges]  # lax.pad's (low, high, interior)
 
     def pooled(x):
         if pads != NO_PADS:
