@@ -61,6 +61,31 @@ def test_conv2d_gradient_wrt_input_weight_and_bias(d2l, needs_autodiff, padding,
     assert_close(gb, numeric_grad(lambda b: (ref(X, W, b) * G).sum(), bias))
 
 
+# one input channel at a size from which TF (on Eigen's kernels) and JAX (on the CPU) fold the
+# kernel's rows into input channels: values, and gradients checked through linearity (the weight
+# gradient's entries are the loss at the kernel's unit vectors; the input gradient's dot product
+# with any V is the loss at V)
+@pytest.mark.parametrize("kernel, stride, pads", [((5, 5), (1, 1), ((2, 2), (2, 2))),
+                                                  ((4, 3), (3, 2), ((1, 0), (2, 1)))])
+def test_one_channel_conv_at_a_size_that_folds_rows(d2l, needs_autodiff, kernel, stride, pads):
+    X, W = _data(10, 16, 1, 24, 23), _data(11, 6, 1, *kernel)
+
+    def ref_loss(x, w):
+        return (reference.conv2d(x, w, None, stride, pads) * G).sum()
+
+    G = _data(12, *reference.conv2d(X, W, None, stride, pads).shape)
+    assert_close(d2l.conv2d(d2l.tensor(X), d2l.tensor(W), stride=stride, padding=pads),
+                 reference.conv2d(X, W, None, stride, pads), tol=2e-5)
+    fn = lambda x, w: d2l.reduce_sum(d2l.conv2d(x, w, stride=stride, padding=pads) * d2l.tensor(G))  # noqa: E731
+    _, (gX, gW) = d2l.value_and_grad(fn, argnums=(0, 1))(d2l.tensor(X), d2l.tensor(W))
+    units = np.eye(W.size).reshape(W.size, *W.shape)
+    assert_close(gW, np.array([ref_loss(X, unit) for unit in units]).reshape(W.shape), tol=1e-3)
+    gX = d2lconv.to_numpy(gX).astype(np.float64)
+    for seed in (13, 14):
+        V = _data(seed, *X.shape)
+        np.testing.assert_allclose((gX * V).sum(), ref_loss(V, W), rtol=1e-4)
+
+
 # geometries TF 2.21's oneDNN float32 kernels got wrong on x86 (d2lconv rewrites them on TF):
 # one channel, a stride-2+ axis with one output position beside a stride-1 axis (forward values
 # uninitialised); a 1 x 1 kernel at unequal strides (the filter gradient corrupted the heap, so the
