@@ -163,7 +163,7 @@ class TensorflowBackend(Backend):
         maybe_same = stride == (1, 1) and pads != NO_PADS and all(b - t in (0, 1) for t, b in pads)
         folds = not self.onednn  # measured on Eigen's kernels only
         folded = _rows_folded_conv(stride, pads)
-        eager_folded = _compiled(folded, True)  # one graph: eager, its five ops cost 6 ms of Python
+        eager_folded = _eager_rows_folded_conv(stride, pads)
 
         def conv(x, w, bias):  # w: HWIO, as the variables are stored
             kernel = w.shape[:2]
@@ -570,6 +570,27 @@ def _rows_folded_conv(stride, pads):
         return _raw_conv(tf.transpose(rows, (0, 1, 3, 2)), tf.transpose(w, (2, 1, 0, 3)), strides, "VALID")
 
     return folded
+
+
+@functools.lru_cache(maxsize=64)
+def _eager_rows_folded_conv(stride, pads):
+    """:func:`_rows_folded_conv` for eager calls (its five operations cost ~6 ms of Python run one
+    by one): one concrete function per kernel shape and dtype, whatever the input's shape, shared
+    by every operator of this stride and padding (a trace costs 70-90 ms: not for each new image
+    size, which builds a new operator)."""
+    concrete = {}
+    conv = _rows_folded_conv(stride, pads)
+    function = tf.function(conv, autograph=False)
+
+    def call(x, w):
+        key = (tuple(w.shape), x.dtype)
+        traced = concrete.get(key)
+        if traced is None:
+            traced = concrete[key] = function.get_concrete_function(
+                tf.TensorSpec((None, None, None, 1), x.dtype), tf.TensorSpec(key[0], x.dtype))
+        return traced(x, w)
+
+    return call
 
 
 def _raw_conv(x, w, strides, padding):
