@@ -104,6 +104,24 @@ def _npx_op(name, **params):
     return op
 
 
+def _weighted_op(name, config):
+    """``fn(x, w, bias_or_None)``: :func:`_npx_op` ``name`` with the parameters ``config(w)``
+    (read from the first weight seen) and ``no_bias`` as the call says."""
+    made = {}  # by whether a bias is given
+
+    def op(x, w, bias):
+        without = bias is None
+        fn = made.get(without)
+        if fn is None:
+            fn = made[without] = _npx_op(name, no_bias=without, **config(w))
+        return fn(x, w) if without else fn(x, w, bias)
+
+    return op
+
+
+_SIGMOID, _BATCH_FLATTEN = _npx_op("activation", act_type="sigmoid"), _npx_op("batch_flatten")
+
+
 def _backward(value) -> bool:
     """``value.backward()``; False, computing nothing, where ``value`` depends on nothing autograd
     recorded (MXNet raises then; its gradients are zero)."""
@@ -319,23 +337,17 @@ class MxnetBackend(Backend):
         return mnp.reshape(x, shape)
 
     def sigmoid(self, x):
-        return _ops(x)[1].activation(x, act_type="sigmoid")  # the oneDNN kernel Gluon layers use
+        return _SIGMOID(x)  # the oneDNN kernel Gluon layers use
 
     def conv2d_fn(self, stride, pads):
         padding = _symmetric(pads)
         options = _options(stride=stride, pad=padding or (0, 0))
         config = _weight_shape_config(lambda shape: {"kernel": shape[2:], "num_filter": shape[0], **options})
 
-        made = {}  # by whether a bias is given
-
-        def conv(x, w, bias):
-            x = x if padding is not None else _padded(_ops(x)[0], x, pads)
-            convolve = made.get(bias is None)
-            if convolve is None:
-                convolve = made[bias is None] = _npx_op("convolution", no_bias=bias is None, **config(w))
-            return convolve(x, w) if bias is None else convolve(x, w, bias)
-
-        return conv
+        convolve = _weighted_op("convolution", config)
+        if padding is not None:
+            return convolve
+        return lambda x, w, bias: convolve(_padded(_ops(x)[0], x, pads), w, bias)
 
     # oneDNN runs LeNet's convolutions on its GEMM kernels with 6 channels and on its blocked
     # JIT kernels with 8: a batch-256 step with the first layer's 6 filters padded to 8 (and the
@@ -413,15 +425,10 @@ class MxnetBackend(Backend):
         return avg_pool
 
     def dense_fn(self):
-        config = _weight_shape_config(lambda shape: {"num_hidden": shape[0]})
-
-        def dense(x, w, bias):
-            return _ops(x)[1].fully_connected(x, w, bias, no_bias=bias is None, **config(w))
-
-        return dense
+        return _weighted_op("fully_connected", _weight_shape_config(lambda shape: {"num_hidden": shape[0]}))
 
     def flatten_fn(self):
-        return lambda x: _ops(x)[1].batch_flatten(x)
+        return _BATCH_FLATTEN
 
     def value_and_grad(self, fn, argnums):
         def wrapped(*args):
