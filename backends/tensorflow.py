@@ -162,8 +162,8 @@ class TensorflowBackend(Backend):
         strides, pad = (1, *stride, 1), _pad_fn(pads, 0)
         maybe_same = stride == (1, 1) and pads != NO_PADS and all(b - t in (0, 1) for t, b in pads)
         folds = not self.onednn  # measured on Eigen's kernels only
-        folded = _rows_folded_conv(stride, pads)
-        eager_folded = _eager_rows_folded_conv(stride, pads)
+        if folds:
+            folded, eager_folded = _rows_folded_conv(stride, pads), _eager_rows_folded_conv(stride, pads)
 
         def conv(x, w, bias):  # w: HWIO, as the variables are stored
             kernel = w.shape[:2]
