@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules import module as nn_module
 
+from d2lconv.compiled import per_model as per_model_fn
 from d2lconv.interface import Backend
 from d2lconv.layers import LayerModule, checked_input, run
 
@@ -41,6 +42,52 @@ def _sgd(weights, grads, lr):
     pairs = [(w, g) for w, g in zip(weights, grads) if g is not None]
     with torch.no_grad():
         torch._foreach_add_([w for w, _ in pairs], [g for _, g in pairs], alpha=-lr)
+
+
+class _LossOf(torch.nn.Module):
+    """``loss_fn(model, *args)`` as a module, which ``torch.func.functional_call`` runs on given
+    weights."""
+
+    def __init__(self, model, loss_fn):
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, *args):
+        return self.loss_fn(self.model, *args)
+
+
+def _whole_step(model, params, loss_fn, lr):
+    """``step(*args)``: one SGD step on ``loss_fn(model, *args)`` whose forward pass, gradients
+    (``torch.func.grad_and_value`` on the weights as plain tensors) and update are one compiled
+    graph, a pure function of the weights; the new weights are then copied into the parameters.
+    LeNet here: 1.14-1.22x the steps per second of the compiled channels-last ``nn.Sequential``
+    loop at batch 256 and 1.17x at 32, where compiling the forward alone (autograd then runs the
+    compiled backward) was 0.97-1.02x; updating in place inside the graph measured 1.0-1.07x at
+    256."""
+    module = _LossOf(model, loss_fn)
+    torch_names = {id(p): name for name, p in module.named_parameters()}
+    weights = list(params.values())
+    names = [torch_names[id(w)] for w in weights]
+
+    def loss(ws, *args):
+        return torch.func.functional_call(module, dict(zip(names, ws)), args)
+
+    grad_and_loss = torch.func.grad_and_value(loss)
+
+    def update(ws, *args):
+        grads, value = grad_and_loss(ws, *args)
+        return torch._foreach_add(ws, grads, alpha=-lr), value
+
+    compiled = torch.compile(update, dynamic=False)
+
+    def step(*args):
+        # detached at each call: the parameters' memory now (moving a model to a GPU replaces it)
+        new, value = compiled([w.detach() for w in weights], *args)
+        with torch.no_grad():
+            torch._foreach_copy_(weights, new)
+        return value
+
+    return step
 
 
 #: the hooks torch runs for every module (``register_module_forward_hook`` and the like), dicts
@@ -260,25 +307,35 @@ class TorchBackend(Backend):
         _sgd(weights, [grads[name] for name in params], lr)
 
     def train_step(self, loss_fn, lr, compile):
-        """Forward and loss through ``torch.compile`` (for the first batch shape it sees; other
-        shapes, such as a last short batch, run eagerly rather than compile again), gradients
-        by autograd, one fused SGD update."""
-        compiled = torch.compile(loss_fn, dynamic=False) if compile else loss_fn
-        compiled_shape = []
+        """Eager: forward and loss, gradients by autograd, one fused SGD update. Compiled: the
+        whole step (forward, gradients by ``torch.func``, the update) as one ``torch.compile``
+        graph per model (:func:`_whole_step`), for the first batch shape the model trains on;
+        other shapes (a last short batch) take the eager step rather than compile again."""
 
-        def step(model, params, *args):
-            shape = args[0].shape if args else None
-            if not compiled_shape:
-                compiled_shape.append(shape)
-            forward = compiled if shape == compiled_shape[0] else loss_fn
+        def eager_step(model, params, *args):
             weights = list(params.values())
             with torch.enable_grad():
-                loss = forward(model, *args)
+                loss = loss_fn(model, *args)
                 grads = torch.autograd.grad(loss, weights, allow_unused=True)
             _sgd(weights, grads, lr)
             return loss.detach()
 
-        return step
+        if not compile:
+            return eager_step
+
+        def make(model, params):
+            whole, shape = _whole_step(model, params, loss_fn, lr), []
+
+            def step(*args):
+                batch_shape = args[0].shape if args else None
+                if not shape:
+                    shape.append(batch_shape)
+                return whole(*args) if batch_shape == shape[0] else eager_step(model, params, *args)
+
+            return step
+
+        per_model = per_model_fn(make)
+        return lambda model, params, *args: per_model(model, params)(*args)
 
     def model_value_and_grad(self, loss_fn, compile):  # eager: see README for why
         def wrapped(model, params, *args):
