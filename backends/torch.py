@@ -61,7 +61,7 @@ def _whole_step(model, params, loss_fn, lr):
     (``torch.func.grad_and_value`` on the weights as plain tensors) and update are one compiled
     graph, a pure function of the weights; the new weights are then copied into the parameters.
     LeNet here: 1.14-1.22x the steps per second of the compiled channels-last ``nn.Sequential``
-    loop at batch 256 and 1.17x at 32, where compiling the forward alone (autograd then runs the
+    loop at batch 256 and 1.14-1.20x at 32, where compiling the forward alone (autograd then runs the
     compiled backward) was 0.97-1.02x; updating in place inside the graph measured 1.0-1.07x at
     256."""
     module = _LossOf(model, loss_fn)
@@ -128,12 +128,12 @@ class Module(LayerModule, torch.nn.Module):
 
 class TorchBackend(Backend):
     name = "torch"
-    # torch.compile of LeNet's step, measured on a 2-core CPU: 21 s the first time on a machine,
-    # 2-5 s in each new process after (inductor's on-disk cache), ~0.2 s again in one process.
-    # With channels-last conv weights (new_param) the eager step runs oneDNN's NHWC kernels and
-    # compiling saves ~2 us an image at batch 256 (51.7 vs 53.8 us) and nothing at batch 32
-    # (75 vs 72 us): only a run of ten million images repays a cold compile
-    compile_pays_after = 10_000_000
+    # torch.compile of LeNet's whole step (_whole_step), measured on a 2-core AMD EPYC: 24-25 s
+    # the first time on a machine, 6.8-7.6 s in each new process after (inductor's on-disk cache),
+    # nothing for a second model in one process. Against the eager step (channels-last conv
+    # weights, see new_param: oneDNN's NHWC kernels) it saves 26 us an image at batch 32 (163
+    # vs 189) and 12.5 at batch 256 (101 vs 113): a cold compile pays after 1-2 million images
+    compile_pays_after = 2_000_000
     device = "cpu"  # where new tensors and parameters go; use_gpu() moves it
 
     def devices(self):
