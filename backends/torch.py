@@ -59,11 +59,12 @@ class _LossOf(torch.nn.Module):
 def _whole_step(model, params, loss_fn, lr):
     """``step(*args)``: one SGD step on ``loss_fn(model, *args)`` whose forward pass, gradients
     (``torch.func.grad_and_value`` on the weights as plain tensors) and update are one compiled
-    graph, a pure function of the weights; the new weights are then copied into the parameters.
-    LeNet here: 1.14-1.22x the steps per second of the compiled channels-last ``nn.Sequential``
-    loop at batch 256 and 1.14-1.20x at 32, where compiling the forward alone (autograd then runs the
-    compiled backward) was 0.97-1.02x; updating in place inside the graph measured 1.0-1.07x at
-    256."""
+    graph, a pure function of the weights and the learning rate (a tensor, so a new rate does
+    not compile again); the new weights are then copied into the parameters. torch keeps the
+    graph by its code, so it serves every model of one architecture in a process. LeNet here:
+    1.14-1.22x the steps per second of the compiled channels-last ``nn.Sequential`` loop at
+    batch 256 and 1.14-1.20x at 32, where compiling the forward alone (autograd then ran the
+    compiled backward) gave 0.97-1.02x; updating in place inside the graph, 1.00-1.07x at 256."""
     module = _LossOf(model, loss_fn)
     torch_names = {id(p): name for name, p in module.named_parameters()}
     weights = list(params.values())
@@ -74,15 +75,17 @@ def _whole_step(model, params, loss_fn, lr):
 
     grad_and_loss = torch.func.grad_and_value(loss)
 
-    def update(ws, *args):
+    def update(ws, rate, *args):
         grads, value = grad_and_loss(ws, *args)
-        return torch._foreach_add(ws, grads, alpha=-lr), value
+        return torch._foreach_sub(ws, torch._foreach_mul(grads, rate)), value
 
     compiled = torch.compile(update, dynamic=False)
+    # a 0-d CPU tensor (any device takes it) of the weights' dtype, as eager SGD rounds the rate
+    rate = torch.tensor(lr, dtype=weights[0].dtype if weights else torch.float32)
 
     def step(*args):
         # detached at each call: the parameters' memory now (moving a model to a GPU replaces it)
-        new, value = compiled([w.detach() for w in weights], *args)
+        new, value = compiled([w.detach() for w in weights], rate, *args)
         with torch.no_grad():
             torch._foreach_copy_(weights, new)
         return value
@@ -309,8 +312,8 @@ class TorchBackend(Backend):
     def train_step(self, loss_fn, lr, compile):
         """Eager: forward and loss, gradients by autograd, one fused SGD update. Compiled: the
         whole step (forward, gradients by ``torch.func``, the update) as one ``torch.compile``
-        graph per model (:func:`_whole_step`), for the first batch shape the model trains on;
-        other shapes (a last short batch) take the eager step rather than compile again."""
+        graph (:func:`_whole_step`), for the first batch shape each model trains on; other
+        shapes (a last short batch) take the eager step rather than compile again."""
 
         def eager_step(model, params, *args):
             weights = list(params.values())

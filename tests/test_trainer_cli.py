@@ -122,6 +122,24 @@ def test_a_compiled_fit_trains_as_an_eager_one(d2l, needs_autodiff):
     assert all(not np.allclose(value, eager[name]) for name, value in expected_lenet_params(0).items())
 
 
+def test_compiled_steps_at_other_learning_rates_step_by_their_own(d2l, needs_autodiff):
+    """A compiled step made for a second and third learning rate, on models of the same
+    architecture (which may share one compiled graph), moves each model by its own rate: the
+    parameters after two steps equal those of the eager step at that rate."""
+    X, y = np.random.default_rng(4).random((8, 1, 28, 28)).astype(np.float32), np.arange(8) % 10
+    with d2lconv.use_backend(BACKEND):
+        X, y = d2l.tensor(X), d2l.tensor(y)
+        for lr in (0.05, 0.4, 1.5):
+            runs = []
+            for compile in (True, False):
+                model, step = d2l.LeNet(seed=1), training.train_step(lambda m, X, y: d2l.cross_entropy(m(X), y), lr, compile)
+                for _ in range(2):
+                    step(model, X, y)
+                runs.append(d2l.get_params(model))
+            for name, value in runs[1].items():
+                np.testing.assert_allclose(runs[0][name], value, rtol=1e-5, atol=1e-6, err_msg=f"lr {lr}: {name}")
+
+
 def test_fit_evaluates_as_evaluate_does(d2l, needs_autodiff):
     """The per-epoch validation (compiled where that pays) equals an eager ``evaluate``, with a
     smaller last validation batch."""
