@@ -463,17 +463,17 @@ class JaxBackend(Backend):
         """One ``jax.jit`` of ``(values, rest, *args) -> (loss, new values)`` per model; the new
         arrays go into the model's parameters after each call (no graph walk per step). The
         Trainer's step (loss :class:`ModelLoss`, which only calls the model) is shared by the
-        models of one architecture (see :func:`_per_model`)."""
+        models of one architecture, whatever their learning rate (see :func:`_per_model`)."""
 
-        def sgd_step(structure, values, rest, *args):
+        def sgd_step(structure, values, rest, rate, *args):  # rate: traced, so any lr shares it
             loss, grads = jax.value_and_grad(lambda values: loss_fn(structure.merge(values, rest), *args))(values)
-            return loss, [value - lr * grad for value, grad in zip(values, grads)]
+            return loss, [value - rate * grad for value, grad in zip(values, grads)]
 
-        per_model = _per_model(sgd_step, compile, ("sgd", lr) if isinstance(loss_fn, ModelLoss) else None)
+        per_model = _per_model(sgd_step, compile, ("sgd",) if isinstance(loss_fn, ModelLoss) else None)
 
         def step(model, params, *args):
             split, fn = per_model(model, params)
-            loss, values = fn(split.values(), split.rest, *args)
+            loss, values = fn(split.values(), split.rest, lr, *args)
             split.assign(values)
             return loss
 

@@ -278,9 +278,10 @@ def test_an_architecture_names_every_layers_configuration_and_nothing_else(d2l):
 
 def test_jax_compiles_a_fit_once_per_architecture(d2l, needs_autodiff, caplog):
     """JAX's Trainer step and evaluation are each one jax.jit shared by the models of one
-    architecture: a second LeNet (other weights) fits with nothing compiled, where each model's
-    own step and evaluation cost 0.7-1 s of tracing and XLA compilation; and it trains on its
-    own weights (its last loss differs from the first model's)."""
+    architecture: a second LeNet (other weights, another learning rate) fits with nothing
+    compiled, where each model's own step and evaluation cost 0.7-1 s of tracing and XLA
+    compilation; and it trains on its own weights (its last loss differs from the first
+    model's)."""
     if BACKEND != "jax":
         pytest.skip(f"the shared compiled step is JAX's (backend under test: {BACKEND})")
     rng = np.random.default_rng(5)
@@ -289,13 +290,13 @@ def test_jax_compiles_a_fit_once_per_architecture(d2l, needs_autodiff, caplog):
     data = _Batches(batches, [(d2l.tensor(x[16:]), d2l.tensor(labels[16:]))])
     histories = []
 
-    def fit(seed):
-        histories.append(d2l.Trainer(max_epochs=2, progress=False).fit(d2l.LeNet(seed=seed), data))
+    def fit(seed, lr):
+        histories.append(d2l.Trainer(max_epochs=2, progress=False).fit(d2l.LeNet(lr=lr, seed=seed), data))
 
-    first = _jax_compile_messages(caplog, lambda: fit(0))
+    first = _jax_compile_messages(caplog, lambda: fit(0, 0.1))
     caplog.clear()
     assert any(m.startswith("Finished XLA compilation") for m in first)  # the test sees compiles
-    assert not _jax_compile_messages(caplog, lambda: fit(1))
+    assert not _jax_compile_messages(caplog, lambda: fit(1, 0.3))
     assert histories[0]["train_loss"][-1] != histories[1]["train_loss"][-1]
 
 
