@@ -62,8 +62,8 @@ def _whole_step(model, params, loss_fn, lr):
     graph, a pure function of the weights and the learning rate (a tensor, so a new rate does
     not compile again); the new weights are then copied into the parameters. torch keeps the
     graph by its code, so it serves every model of one architecture in a process. LeNet here:
-    1.14-1.22x the steps per second of the compiled channels-last ``nn.Sequential`` loop at
-    batch 256 and 1.14-1.20x at 32, where compiling the forward alone (autograd then ran the
+    1.10-1.22x the steps per second of the compiled channels-last ``nn.Sequential`` loop at
+    batch 256 and 1.14-1.23x at 32, where compiling the forward alone (autograd then ran the
     compiled backward) gave 0.97-1.02x; updating in place inside the graph, 1.00-1.07x at 256."""
     module = _LossOf(model, loss_fn)
     torch_names = {id(p): name for name, p in module.named_parameters()}
