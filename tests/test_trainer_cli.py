@@ -127,12 +127,13 @@ def test_compiled_steps_at_other_learning_rates_step_by_their_own(d2l, needs_aut
     architecture (which may share one compiled graph), moves each model by its own rate: the
     parameters after two steps equal those of the eager step at that rate."""
     X, y = np.random.default_rng(4).random((8, 1, 28, 28)).astype(np.float32), np.arange(8) % 10
+    loss_fn = lambda m, X, y: d2l.cross_entropy(m(X), y)  # noqa: E731
     with d2lconv.use_backend(BACKEND):
         X, y = d2l.tensor(X), d2l.tensor(y)
         for lr in (0.05, 0.4, 1.5):
             runs = []
             for compile in (True, False):
-                model, step = d2l.LeNet(seed=1), training.train_step(lambda m, X, y: d2l.cross_entropy(m(X), y), lr, compile)
+                model, step = d2l.LeNet(seed=1), training.train_step(loss_fn, lr, compile)
                 for _ in range(2):
                     step(model, X, y)
                 runs.append(d2l.get_params(model))
