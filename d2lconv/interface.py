@@ -251,11 +251,13 @@ class Backend:
         self._check_nchw("nchw_avg_pool_fn")
         return self.avg_pool_fn(window, stride, pads, count_include_pad)
 
-    def image_conv2d_fn(self, x_shape, w_shape):
-        """``fn(x, w, None)``: the cross-correlation of one NCHW image of shape ``x_shape`` (N = 1)
-        with OIHW kernels of shape ``w_shape``, at stride 1 without padding (the book's ``corr2d``
-        forms, built once per shape); by default :meth:`nchw_conv2d_fn`."""
-        return self.nchw_conv2d_fn((1, 1), ((0, 0), (0, 0)))
+    def image_conv2d_fn(self, x_shape, w_shape, out_shape):
+        """``fn(x, w, None)``: the cross-correlation of one image ``x`` with kernels ``w`` at
+        stride 1 without padding (the book's ``corr2d`` forms, built once per shape): ``x`` and
+        ``w`` of any shapes holding NCHW ``x_shape`` (N = 1) and OIHW ``w_shape``, the result
+        reshaped to ``out_shape``; by default :meth:`nchw_conv2d_fn` between reshapes."""
+        run, reshape = self.nchw_conv2d_fn((1, 1), ((0, 0), (0, 0))), self.reshape
+        return lambda x, w, bias: reshape(run(reshape(x, x_shape), reshape(w, w_shape), None), out_shape)
 
     def _check_nchw(self, method: str) -> None:
         if self.layout != "NCHW":

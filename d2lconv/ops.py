@@ -170,8 +170,7 @@ def _plan_conv(b, op, x_shape, w_shape, bias_shape, dtype_keys, stride, padding)
     elif x4 == x_shape:  # conv2d: NCHW and OIHW already
         fn = b.nchw_conv2d_fn(stride, pads)
     else:  # the corr2d forms: one image, stride 1, no padding
-        run = b.image_conv2d_fn(x4, w4)
-        fn = lambda X, W, bias: b.reshape(run(b.reshape(X, x4), b.reshape(W, w4), None), shape)  # noqa: E731
+        fn = b.image_conv2d_fn(x4, w4, shape)
     return _with_casts(b, fn, casts, dtype)
 
 
