@@ -1,6 +1,7 @@
 """PyTorch: torch.nn.functional's conv2d and pooling, NCHW natively."""
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -335,7 +336,22 @@ class TorchBackend(Backend):
                 batch_shape = args[0].shape if args else None
                 if not shape:
                     shape.append(batch_shape)
+                    return first_step(*args)
                 return whole(*args) if batch_shape == shape[0] else eager_step(model, params, *args)
+
+            def first_step(*args):
+                """The compiled step, which compiles now; if compiling fails (inductor finds no
+                C++ compiler, say) the eager step, for this and every later batch, with a
+                warning; an error of the eager step's own (the model's, the loss's) is raised."""
+                try:
+                    return whole(*args)
+                except Exception as error:  # the weights are untouched: they change after the graph
+                    loss = eager_step(model, params, *args)
+                    shape[0] = "eager"  # equals no batch shape
+                    first_line = next(iter(str(error).strip().splitlines()), "")
+                    warnings.warn(f"torch.compile of the training step failed ({type(error).__name__}: "
+                                  f"{first_line}); training eagerly", RuntimeWarning, stacklevel=2)
+                    return loss
 
             return step
 

@@ -3,6 +3,7 @@
 import logging
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -139,6 +140,44 @@ def test_compiled_steps_at_other_learning_rates_step_by_their_own(d2l, needs_aut
                 runs.append(d2l.get_params(model))
             for name, value in runs[1].items():
                 np.testing.assert_allclose(runs[0][name], value, rtol=1e-5, atol=1e-6, err_msg=f"lr {lr}: {name}")
+
+
+def test_torch_trains_eagerly_with_a_warning_where_compiling_fails(d2l, needs_autodiff, monkeypatch):
+    """Where torch.compile cannot compile the step (inductor finds no C++ compiler, say), a
+    compiled fit warns once and trains eagerly, to the eager fit's parameters; an error of the
+    step itself (the loss's) is still raised."""
+    if BACKEND != "torch":
+        pytest.skip(f"torch.compile is torch's (backend under test: {BACKEND})")
+    import torch
+
+    def failing_compile(fn, **options):
+        def compiled(*args):
+            raise RuntimeError("C++ compiler not found\n(details)")
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", failing_compile)
+    runs = []
+    for compile in (False, True):
+        model = d2l.LeNet(lr=0.3, seed=0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            d2l.Trainer(max_epochs=2, progress=False, compile=compile).fit(model, _tiny_data())
+        runs.append((d2l.get_params(model), [str(w.message) for w in caught if "torch.compile" in str(w.message)]))
+    (eager, eager_warnings), (fallen_back, warned) = runs
+    assert not eager_warnings
+    assert warned == ["torch.compile of the training step failed (RuntimeError: C++ compiler not found); training eagerly"]
+    for name in eager:
+        np.testing.assert_allclose(fallen_back[name], eager[name], rtol=1e-6, atol=1e-7, err_msg=name)
+
+    def broken_loss(model, X, y):
+        raise ValueError("the loss's own error")
+
+    X, y = d2l.tensor(np.zeros((2, 1, 28, 28), np.float32)), d2l.tensor(np.arange(2))
+    model = d2l.LeNet(seed=0)
+    model(X)  # built: the step's first call goes straight to the (failing) compiled step
+    with pytest.raises(ValueError, match="the loss's own error"):
+        training.train_step(broken_loss, 0.1, True)(model, X, y)
 
 
 def test_fit_evaluates_as_evaluate_does(d2l, needs_autodiff):
