@@ -94,6 +94,33 @@ def _whole_step(model, params, loss_fn, lr):
     return step
 
 
+class _FirstShapeCompiled:
+    """One model's training step: ``compiled`` (which compiles at its first call) for the batch
+    shape of the first call that succeeds, ``eager`` for other shapes (a last short batch) rather
+    than compile again. Where compiling fails (inductor finds no C++ compiler, say), ``eager``
+    for that batch and every later one, with a warning; an error of the step's own (the model's,
+    the loss's) is raised by ``eager``, and the next call tries to compile again."""
+
+    def __init__(self, compiled, eager):
+        self.compiled, self.eager = compiled, eager
+        self.shape, self.tried = None, False
+
+    def __call__(self, *args):
+        shape = args[0].shape if args else None
+        if self.tried:
+            return self.compiled(*args) if shape == self.shape else self.eager(*args)
+        try:
+            loss = self.compiled(*args)
+        except Exception as error:  # the weights are untouched: they change after the graph
+            loss = self.eager(*args)
+            self.compiled = self.eager
+            first_line = next(iter(str(error).strip().splitlines()), "")
+            warnings.warn(f"torch.compile of the training step failed ({type(error).__name__}: "
+                          f"{first_line}); training eagerly", RuntimeWarning, stacklevel=2)
+        self.shape, self.tried = shape, True
+        return loss
+
+
 #: the hooks torch runs for every module (``register_module_forward_hook`` and the like), dicts
 #: it changes in place
 _GLOBAL_HOOKS = (nn_module._global_forward_pre_hooks, nn_module._global_forward_hooks,
@@ -315,8 +342,8 @@ class TorchBackend(Backend):
     def train_step(self, loss_fn, lr, compile):
         """Eager: forward and loss, gradients by autograd, one fused SGD update. Compiled: the
         whole step (forward, gradients by ``torch.func``, the update) as one ``torch.compile``
-        graph (:func:`_whole_step`), for the first batch shape each model trains on; other
-        shapes (a last short batch) take the eager step rather than compile again."""
+        graph (:func:`_whole_step`) for the first batch shape each model trains on, the eager
+        step otherwise (:class:`_FirstShapeCompiled`)."""
 
         def eager_step(model, params, *args):
             weights = list(params.values())
@@ -330,30 +357,8 @@ class TorchBackend(Backend):
             return eager_step
 
         def make(model, params):
-            whole, shape = _whole_step(model, params, loss_fn, lr), []
-
-            def step(*args):
-                batch_shape = args[0].shape if args else None
-                if not shape:
-                    shape.append(batch_shape)
-                    return first_step(*args)
-                return whole(*args) if batch_shape == shape[0] else eager_step(model, params, *args)
-
-            def first_step(*args):
-                """The compiled step, which compiles now; if compiling fails (inductor finds no
-                C++ compiler, say) the eager step, for this and every later batch, with a
-                warning; an error of the eager step's own (the model's, the loss's) is raised."""
-                try:
-                    return whole(*args)
-                except Exception as error:  # the weights are untouched: they change after the graph
-                    loss = eager_step(model, params, *args)
-                    shape[0] = "eager"  # equals no batch shape
-                    first_line = next(iter(str(error).strip().splitlines()), "")
-                    warnings.warn(f"torch.compile of the training step failed ({type(error).__name__}: "
-                                  f"{first_line}); training eagerly", RuntimeWarning, stacklevel=2)
-                    return loss
-
-            return step
+            return _FirstShapeCompiled(_whole_step(model, params, loss_fn, lr),
+                                       lambda *args: eager_step(model, params, *args))
 
         per_model = per_model_fn(make)
         return lambda model, params, *args: per_model(model, params)(*args)

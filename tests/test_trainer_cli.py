@@ -179,6 +179,19 @@ def test_torch_trains_eagerly_with_a_warning_where_compiling_fails(d2l, needs_au
     with pytest.raises(ValueError, match="the loss's own error"):
         training.train_step(broken_loss, 0.1, True)(model, X, y)
 
+    failures = ["the loss's own error, once"]
+
+    def loss_failing_once(model, X, y):
+        if failures:
+            raise ValueError(failures.pop())
+        return d2l.cross_entropy(model(X), y)
+
+    step = training.train_step(loss_failing_once, 0.1, True)
+    with pytest.raises(ValueError, match="once"):
+        step(model, X, y)
+    with pytest.warns(RuntimeWarning, match="training eagerly"):  # the next call falls back too
+        assert np.isfinite(d2l.to_numpy(step(model, X, y)))
+
 
 def test_fit_evaluates_as_evaluate_does(d2l, needs_autodiff):
     """The per-epoch validation (compiled where that pays) equals an eager ``evaluate``, with a
