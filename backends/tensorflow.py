@@ -29,10 +29,13 @@ except ImportError:  # pragma: no cover - TF moved it
 TO_NHWC, TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 OIHW_TO_HWIO, HWIO_TO_OIHW = (2, 3, 1, 0), (3, 2, 0, 1)
 NHWC_SPATIAL, NCHW_SPATIAL = (1, 2), (2, 3)  # the height and width axes
-# the same permutations as tensors, made once: a tuple is converted again on every call (~60 us)
-PERMUTATIONS = {perm: tf.constant(perm) for perm in (TO_NHWC, TO_NCHW, OIHW_TO_HWIO, HWIO_TO_OIHW)}
+# eager even where this module is first imported while a tf.function traces (a user's first
+# d2lconv call inside one): a graph's constant kept here would fail in every later graph
+with tf.init_scope():
+    # the same permutations as tensors, made once: a tuple is converted again on every call (~60 us)
+    PERMUTATIONS = {perm: tf.constant(perm) for perm in (TO_NHWC, TO_NCHW, OIHW_TO_HWIO, HWIO_TO_OIHW)}
+    EAGER_TENSOR = type(tf.constant(0.0))  # what eager operations return (immutable)
 NO_PADS = ((0, 0), (0, 0))
-EAGER_TENSOR = type(tf.constant(0.0))  # what eager operations return (immutable)
 #: Where oneDNN is off, Eigen's reductions pool non-overlapping windows quicker than its pooling
 #: kernels (AVX2 AMD EPYC, 2x2 windows of 6 x 28 x 28 images, max / avg: batch 256 2.3 / 2.3 vs
 #: 4.1 / 5.2 ms); from this many input elements quicker still as two reductions over contiguous
@@ -115,8 +118,8 @@ class TensorflowBackend(Backend):
                 pass
         try:  # an int32 array skips tf.reshape's conversion of the tuple: 17 vs 44 us a call here
             sizes = np.asarray(shape, np.int32)
-        except TypeError:  # a size unknown while a graph is traced
-            return tf.reshape(x, shape)
+        except TypeError:  # a size unknown while a graph is traced: a tensor, or None (below)
+            return tf.reshape(x, _with_sizes_of(x, shape) if None in shape else shape)
         return tf.raw_ops.Reshape(tensor=x, shape=sizes)
 
     def transpose(self, x, axes):
@@ -454,13 +457,21 @@ def _divided_by_inside_fraction(pool, window, stride, pads, dtype_of, nhwc=False
     fraction = inside_fraction(window, stride, pads)
 
     def pool_inside_only(x):
-        if nhwc:
-            divisor = fraction(*x.shape[1:3], dtype_of(x))[None, :, :, None]
-        else:
-            divisor = fraction(*x.shape[2:4], dtype_of(x))
-        return pool(x) / tf.constant(divisor)
+        height, width = x.shape[1:3] if nhwc else x.shape[2:4]
+        if height is None or width is None:  # sizes read when the graph runs: the share pooled
+            return pool(x) / pool(tf.ones_like(x))
+        divisor = fraction(height, width, dtype_of(x))
+        return pool(x) / tf.constant(divisor[None, :, :, None] if nhwc else divisor)
 
     return pool_inside_only
+
+
+def _with_sizes_of(x, shape):
+    """``shape`` with each None replaced by ``x``'s size on the same axis counted from the end,
+    read when the graph runs: the operators' reshapes of a graph's tensors whose sizes are not
+    known while it is traced only add or drop leading axes of size 1 ((H, W) <-> (1, 1, H, W))."""
+    sizes = tf.shape(x)
+    return [sizes[axis - len(shape)] if size is None else size for axis, size in enumerate(shape)]
 
 
 def _rewrites(x, pads, kernel, stride, spatial):

@@ -12,6 +12,8 @@ before any framework allocates memory.
 
 from __future__ import annotations
 
+import math
+
 import numbers
 
 Pair = tuple[int, int]
@@ -77,15 +79,18 @@ def output_size(
     size: Pair, kernel: Pair, stride: Pair, pads: Pads, op: str, in_planes: int = 1, out_planes: int = 1
 ) -> Pair:
     """Spatial output size; a kernel larger than the padded input is an error, and so is a padded
-    input (``in_planes`` planes) or an output (``out_planes`` planes) over :data:`MAX_ELEMENTS`."""
-    padded = tuple(n + sum(p) for n, p in zip(size, pads))
-    if any(k > n for k, n in zip(kernel, padded)):
+    input (``in_planes`` planes) or an output (``out_planes`` planes) over :data:`MAX_ELEMENTS`.
+    A size unknown while a graph is traced (None) gives None, its checks left to the framework."""
+    padded = tuple(None if n is None else n + sum(p) for n, p in zip(size, pads))
+    if any(n is not None and k > n for k, n in zip(kernel, padded)):
         raise ValueError(
             f"{op}: kernel {tuple(kernel)} is larger than the padded input {padded} "
             f"(input {tuple(size)}, padding {pads})"
         )
-    out = tuple((n - k + s) // s for n, k, s in zip(padded, kernel, stride))
+    out = tuple(None if n is None else (n - k + s) // s for n, k, s in zip(padded, kernel, stride))
     for what, planes, plane in (("padded input", in_planes, padded), ("output", out_planes, out)):
+        if None in plane:
+            continue
         if planes * plane[0] * plane[1] > MAX_ELEMENTS or plane[0] * plane[1] > MAX_ELEMENTS:
             raise ValueError(
                 f"{op}: with padding {pads} the {what} would be {plane[0]} x {plane[1]} per plane "
@@ -93,6 +98,14 @@ def output_size(
                 f"{MAX_ELEMENTS:,} (2**31 - 1) elements per tensor; use a smaller padding or input"
             )
     return out
+
+
+def flattened_shape(shape: tuple) -> tuple[int, int]:
+    """(N, C*H*W) for an (N, C, H, W) ``shape`` (any rank from 1); a batch size unknown while a
+    graph is traced (None) as -1, for the reshape to infer. Not -1 otherwise: an empty batch has
+    no size to divide."""
+    n, *rest = shape
+    return (-1 if n is None else n, math.prod(rest))
 
 
 def check_rank(shape: tuple[int, ...], ranks: tuple[int, ...], name: str, layout: str, op: str) -> None:

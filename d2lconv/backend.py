@@ -85,9 +85,8 @@ def canonical_name(name: str) -> str:
 def _installed(info: BackendInfo) -> bool:
     found = _installed_cache.get(info.name)
     if found is None:
-        found = _installed_cache[info.name] = all(
-            importlib.util.find_spec(module) is not None for module in info.modules
-        )
+        # through the builtin map: see load() on AutoGraph
+        found = _installed_cache[info.name] = None not in map(importlib.util.find_spec, info.modules)
     return found
 
 
@@ -117,27 +116,40 @@ def load(name: str):
     name = canonical_name(name)
     if name not in _loaded:
         _check_installed(name)
-        if importlib.util.find_spec("d2lconv.backends") is None:
-            _load_checkout_backends()
-        module = importlib.import_module(f"d2lconv.backends.{name}")
-        _loaded[name] = module.BACKEND
+        module = f"d2lconv.backends.{name}"
+        # the builtin __import__, not importlib's functions: a first call made while a
+        # tf.function traces runs this under AutoGraph, which converts every Python function it
+        # calls (importlib's included, with a warning for each it cannot read) but no builtin
+        try:
+            __import__(module)
+        except ModuleNotFoundError as error:
+            if error.name != "d2lconv.backends":
+                raise
+            raise ModuleNotFoundError(f"d2lconv.backends is missing: reinstall d2lconv ({error})") from None
+        _loaded[name] = sys.modules[module].BACKEND
     return _loaded[name]
 
 
-def _load_checkout_backends() -> None:
-    """Register a source checkout's top-level ``backends/`` as ``d2lconv.backends``.
+def _register_checkout_backends() -> None:
+    """Register a source checkout's top-level ``backends/`` as ``d2lconv.backends`` where no
+    ``d2lconv.backends`` is found (at import: no framework is imported).
 
     Installs map it there (pyproject's package-dir); this covers ``d2lconv`` imported straight
     from a checkout, e.g. ``python -m d2lconv...`` run in the repository root.
     """
+    if importlib.util.find_spec("d2lconv.backends") is not None:
+        return
     folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "backends")
     init = os.path.join(folder, "__init__.py")
     if not os.path.exists(init):
-        raise ModuleNotFoundError(f"d2lconv.backends is missing: reinstall d2lconv (looked in {folder})")
+        return  # load() says what is missing
     spec = importlib.util.spec_from_file_location("d2lconv.backends", init, submodule_search_locations=[folder])
     package = importlib.util.module_from_spec(spec)
     sys.modules["d2lconv.backends"] = package
     spec.loader.exec_module(package)
+
+
+_register_checkout_backends()
 
 
 def set_backend(name: str) -> None:

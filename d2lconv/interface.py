@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from d2lconv.args import flattened_shape
 from d2lconv.pool_counts import inside_fraction
 
 
@@ -218,8 +219,7 @@ class Backend:
 
         def flatten(x):
             x = to_nchw(x)
-            n, *rest = shape(x)
-            return reshape(x, (n, math.prod(rest)))  # not -1: an empty batch has no size to divide
+            return reshape(x, flattened_shape(shape(x)))
 
         return flatten
 

@@ -244,8 +244,7 @@ class FlattenLayer(Layer):
 
     def apply(self, values, x):
         b = backend.current()
-        shape = b.shape(x)
-        return b.reshape(x, (shape[0], int(np.prod(shape[1:]))))
+        return b.reshape(x, args.flattened_shape(b.shape(x)))
 
     def native_fn(self, b):
         return b.flatten_fn()

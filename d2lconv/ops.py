@@ -144,19 +144,19 @@ def _plan_conv(b, op, x_shape, w_shape, bias_shape, dtype_keys, stride, padding)
     dtype, casts = _plan_dtypes(op, names, dtype_keys)
     x4 = (1,) * (4 - x_rank) + x_shape
     w4 = (1,) * (4 - w_rank) + w_shape
-    if x4[1] != w4[1]:
+    if _differ(x4[1], w4[1]):
         raise ValueError(
             f"{op}: the input has {x4[1]} channels but the kernel expects {w4[1]} "
             f"(input shape {x_shape}, kernel shape {w_shape})"
         )
-    if bias_shape is not None and bias_shape != (w4[0],):
+    if bias_shape is not None and (len(bias_shape) != 1 or _differ(bias_shape[0], w4[0])):
         raise ValueError(f"{op}: bias must have shape ({w4[0]},), got {bias_shape}")
     if 0 in w4[2:]:
         raise ValueError(f"{op}: {w_name}'s kernel must be at least 1 x 1, got shape {w_shape}")
     stride = args.stride_pair(stride)
     pads = args.padding_pairs(padding, w4[2:], stride)
-    n = 1 if x4[0] is None else x4[0]  # a batch size unknown while a graph is traced
-    size = args.output_size(x4[2:], w4[2:], stride, pads, op, n * x4[1], n * w4[0])
+    n, c_in, c_out = map(_at_least, (x4[0], x4[1], w4[0]))
+    size = args.output_size(x4[2:], w4[2:], stride, pads, op, n * c_in, n * c_out)
     out4 = (x4[0], w4[0], *size)
     shape = out4[1 if w_rank == 4 and x_rank < 4 else (2 if x_rank < 4 else 0):]  # the result's axes
     if 0 in out4:
@@ -172,6 +172,16 @@ def _plan_conv(b, op, x_shape, w_shape, bias_shape, dtype_keys, stride, padding)
     else:  # the corr2d forms: one image, stride 1, no padding
         fn = b.image_conv2d_fn(x4, w4, shape)
     return _with_casts(b, fn, casts, dtype)
+
+
+def _at_least(size):
+    """``size``, or 1 where it is unknown (None: a size unknown while a graph is traced)."""
+    return 1 if size is None else size
+
+
+def _differ(size, other):
+    """Whether two sizes are known and differ (an unknown one is the framework's to check)."""
+    return size is not None and other is not None and size != other
 
 
 def _zeros_fn(b, shape, dtype):
@@ -252,8 +262,10 @@ def corr2d_multi_in_out_1x1(X, K):
     (c_i, h, w), (c_o, k_i, kh, kw) = b.shape(X), b.shape(K)
     if (kh, kw) != (1, 1):
         raise ValueError(f"{op}: K must be a 1x1 kernel (O, C, 1, 1), got shape {b.shape(K)}")
-    if k_i != c_i:
+    if _differ(k_i, c_i):
         raise ValueError(f"{op}: X has {c_i} channels but K expects {k_i}")
+    if None in (c_i, h, w):  # sizes unknown while a graph is traced: the same sums as a convolution
+        return corr2d_multi_in_out(X, K)
     if c_i == 0 or c_o * h * w == 0:  # nothing to sum, or nothing to hold: zeros of the right shape
         return b.from_numpy(np.zeros((c_o, h, w), b.dtype(X)))
     Y = b.matmul(b.reshape(K, (c_o, c_i)), b.reshape(X, (c_i, h * w)))
@@ -281,7 +293,7 @@ def _plan_pool(b, shape, dtype_key, pool_size, mode, stride, padding, count_incl
     if 0 in shape[-2:]:
         raise ValueError(f"{op}: X must have a positive height and width, got shape {shape}")
     in_shape = (1,) * (4 - len(shape)) + shape
-    planes = (1 if in_shape[0] is None else in_shape[0]) * in_shape[1]  # batch unknown in a traced graph
+    planes = _at_least(in_shape[0]) * _at_least(in_shape[1])
     out_shape = shape[:-2] + args.output_size(shape[-2:], window, stride, pads, op, planes, planes)
     if 0 in in_shape:
         return _with_casts(b, _zeros_fn(b, out_shape, dtype), casts, dtype)

@@ -412,6 +412,20 @@ def test_tensorflow_lenet_first_called_inside_a_tf_function(d2l):
     np.testing.assert_array_equal(d2l.get_params(eager)["net.7.weight"], expected_lenet_params(0)["net.7.weight"])
 
 
+def test_tensorflow_lenet_first_called_in_a_tf_function_of_any_batch_size(d2l):
+    """A model first called (built) inside a tf.function whose signature leaves the batch size
+    unknown (or that TF relaxed after a few sizes) flattens with the size read when it runs: one
+    graph computes the book's LeNet for batches of 3 and 5."""
+    if BACKEND != "tensorflow":
+        pytest.skip(f"tf.function is TensorFlow's (backend under test: {BACKEND})")
+    import tensorflow as tf
+
+    traced = tf.function(d2l.LeNet(seed=0), input_signature=[tf.TensorSpec([None, 1, 28, 28])], autograph=False)
+    for n in (3, 5):
+        X = np.random.default_rng(n).standard_normal((n, 1, 28, 28)).astype(np.float32)
+        assert_close(traced(X), lenet_reference(expected_lenet_params(0), X.astype(np.float64)), tol=1e-4)
+
+
 def _jax_compile_messages(caplog, call):
     """What JAX logs about compiling while ``call()`` runs (skips the test on other backends)."""
     if BACKEND != "jax":
