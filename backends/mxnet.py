@@ -199,7 +199,8 @@ def _first_forward(model, loss_fn, compile, padded, args):
         fused = _FusedLoss(model, loss_fn, padded)
         try:
             return fused, fused(*args)
-        except (TypeError, ValueError, AttributeError, mx.base.MXNetError):  # not symbolic-safe
+        except (TypeError, ValueError, AttributeError, NotImplementedError,
+                mx.base.MXNetError):  # not symbolic-safe
             model.hybridize(static_alloc=True, static_shape=True)
     eager = functools.partial(loss_fn, model)
     return eager, eager(*args)
@@ -322,6 +323,11 @@ class MxnetBackend(Backend):
         return mx.nd.from_numpy(array, zero_copy=True, array_cls=mnp.ndarray)
 
     def to_numpy(self, x):
+        if isinstance(x, mx.sym.Symbol):
+            raise NotImplementedError(
+                "backend 'mxnet': d2lconv's operators take arrays, not the symbols of a hybridized "
+                "block's graph; call them on arrays, or build the block from d2lconv's layers, "
+                "which hybridize")
         return x.asnumpy()
 
     def is_native(self, x):

@@ -117,11 +117,12 @@ def load(name: str):
     if name not in _loaded:
         _check_installed(name)
         module = f"d2lconv.backends.{name}"
-        # the builtin __import__, not importlib's functions: a first call made while a
-        # tf.function traces runs this under AutoGraph, which converts every Python function it
-        # calls (importlib's included, with a warning for each it cannot read) but no builtin
+        # through the builtin map: a first call made while a tf.function traces runs this
+        # under AutoGraph, which converts every Python function it calls (importlib's included,
+        # with a warning for each it cannot read) but none that a builtin calls; torch.compile's
+        # tracer steps over importlib's functions (but warns about the builtin __import__)
         try:
-            __import__(module)
+            next(map(importlib.import_module, (module,)))
         except ModuleNotFoundError as error:
             if error.name != "d2lconv.backends":
                 raise

@@ -138,6 +138,12 @@ class Backend:
         default) where the framework has no in-place form or its compiler plans memory itself."""
         return None
 
+    def outside_compiler(self, fn):
+        """``fn`` as it runs where a compiler traces its caller (an operator's planning: checks,
+        caches, NumPy): as plain Python. By default ``fn`` itself: ``tf.function``, ``jax.jit``
+        and ``hybridize`` run Python as it is while they trace."""
+        return fn
+
     # --- built operators: what a built model's forward pass calls --------------------------
     #: the layout of activations inside a built model; "NCHW", or "NHWC" where the framework's
     #: CPU kernels want it (a model converts once at its edges, see :mod:`d2lconv.layers`)

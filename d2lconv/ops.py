@@ -37,6 +37,12 @@ _dtype_plans: dict = {}  # (op, operand names, native dtypes) -> (compute dtype,
 _op_plans: dict = {}  # (op, shapes, dtypes, arguments) -> a checked, normalised plan
 
 
+def _planned(plans: dict, key, plan, config: tuple):
+    """``plan(*config)`` (an operator's function for one configuration, or its dtypes), kept in
+    ``plans`` under ``key``. Called through the backend's ``outside_compiler``."""
+    return _remember(plans, key, plan(*config))
+
+
 def _key(value):
     """A hashable cache key for an argument; non-int scalars keep their type, so ``1.0`` or
     ``True`` never share a plan with ``1``."""
@@ -101,18 +107,24 @@ def _plan_dtypes(op: str, names: tuple, keys: tuple):
 def in_compute_dtype(b, op: str, names: tuple, operands: tuple) -> list:
     """Native ``operands`` cast to their compute dtype (the rule in the module docstring): a
     TypeError names them when two are native floats of different dtypes."""
-    dtype, casts = _plan_dtypes(op, names, tuple(x.dtype for x in operands))
+    dtype, casts = _dtype_plan(b, op, names, tuple(x.dtype for x in operands))
     return [b.cast(x, dtype) if cast else x for x, cast in zip(operands, casts)]
+
+
+def _dtype_plan(b, op: str, names: tuple, keys: tuple):
+    """:func:`_plan_dtypes` of these operands' dtype ``keys``, made once per operator."""
+    key = (op, names, keys)
+    plan = _dtype_plans.get(key)
+    if plan is None:
+        plan = b.outside_compiler(_planned)(_dtype_plans, key, _plan_dtypes, key)
+    return plan
 
 
 def _to_natives(b, op: str, names: tuple, values: tuple) -> list:
     """``values`` with every operand that is not a native tensor converted to the compute dtype
     (the rule in the module docstring); native tensors are left for the plan to cast."""
     keys = tuple(None if x is None or not b.is_native(x) else x.dtype for x in values)
-    plan = _dtype_plans.get((op, names, keys))
-    if plan is None:
-        plan = _remember(_dtype_plans, (op, names, keys), _plan_dtypes(op, names, keys))
-    compute, _ = plan
+    compute, _ = _dtype_plan(b, op, names, keys)
     return [
         x if key is not None or x is None else _from_data(b, x, f"{op}: {name}", compute)
         for name, x, key in zip(names, values, keys)
@@ -222,7 +234,7 @@ def _conv(op, X, W, bias=None, stride=1, padding=0):
     except TypeError:  # an unhashable argument: building the plan says what is wrong with it
         fn = None
     if fn is None:  # built outside the except block, so its errors carry no look-up traceback
-        fn = _remember(_op_plans, key, _plan_conv(
+        fn = b.outside_compiler(_planned)(_op_plans, key, _plan_conv, (
             b, op, b.shape(X), b.shape(W), None if bias is None else b.shape(bias),
             (X.dtype, W.dtype) if bias is None else (X.dtype, W.dtype, bias.dtype), stride, padding))
     return fn(X, W, bias)
@@ -332,7 +344,7 @@ def pool2d(X, pool_size, mode="max", stride=None, padding=0, count_include_pad=T
     except TypeError:  # an unhashable argument: building the plan says what is wrong with it
         fn = None
     if fn is None:
-        fn = _remember(_op_plans, key, _plan_pool(
+        fn = b.outside_compiler(_planned)(_op_plans, key, _plan_pool, (
             b, b.shape(X), X.dtype, pool_size, mode, stride, padding, count_include_pad))
     return fn(X)
 

@@ -48,6 +48,8 @@ def numpy_of(x, name: str = "x") -> np.ndarray:
     try:
         return backend.load(owner).to_numpy(x)
     except Exception as error:  # a framework's own failure, e.g. a symbolic tensor
+        if isinstance(error, NotImplementedError) and owner == backend.get_backend():
+            raise  # the backend in use, on what of its own it cannot take (MXNet's symbols)
         raise TypeError(
             f"{name} is a {owner} tensor that cannot be converted for the "
             f"{backend.get_backend()} backend ({type(error).__name__}: {error})"
