@@ -310,8 +310,8 @@ def run(module, x):
     x = _native_input(module, x)
     if _empty_batch(x):
         return empty_batch_output(module, x)
-    if module.d2l_fn is None:
-        return _first_call(module, x)
+    if module.d2l_fn is None:  # building creates parameters from NumPy: no compiler's business
+        return b.outside_compiler(_first_call)(module, x)
     x = checked_input(module, x)
     if b.layout == "NCHW":
         return module.d2l_fn(module, x)
@@ -349,12 +349,19 @@ def checked_input(module, x):
     kinds = module.d2l_layer.input_kinds
     dtype = kinds.get(key, _UNSEEN)
     if dtype is _UNSEEN:
-        b = module.d2l_backend
-        dtype = _compute_dtype(module) if b.dtype(x).kind in "biu" else None
-        with backend.use_backend(b.name):
-            b.abstractly(lambda x: _checked_forward(module, x if dtype is None else b.cast(x, dtype)), x)
-        kinds[key] = dtype
+        dtype = module.d2l_backend.outside_compiler(_check_new_input)(module, x, key)
     return x if dtype is None else module.d2l_backend.cast(x, dtype)
+
+
+def _check_new_input(module, x, key):
+    """:func:`checked_input` for an input of a shape and dtype ``module`` has not run on yet:
+    the checked pass, then the dtype to cast such input to (None: as it is), kept under ``key``."""
+    b = module.d2l_backend
+    dtype = _compute_dtype(module) if b.dtype(x).kind in "biu" else None
+    with backend.use_backend(b.name):
+        b.abstractly(lambda x: _checked_forward(module, x if dtype is None else b.cast(x, dtype)), x)
+    module.d2l_layer.input_kinds[key] = dtype
+    return dtype
 
 
 def _compute_dtype(module):

@@ -8,12 +8,14 @@ cannot run d2lconv's planning of a new configuration (it runs as Python between 
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 
 from conftest import BACKEND, assert_close
 from d2lconv import reference
+from test_layers import expected_lenet_params, lenet_reference
 
 rng = np.random.default_rng(5)
 W = rng.standard_normal((4, 3, 3, 2)).astype(np.float32)
@@ -76,6 +78,23 @@ def test_operators_inside_torch_compile(d2l, name):
     compiled = torch.compile(lambda x: op(d2l, x, w, bias))
     for X in _inputs(rank):
         assert_close(compiled(d2l.tensor(X)), expected(X))
+
+
+def test_a_model_first_called_inside_torch_compile(d2l):
+    """Its first call (which builds it: parameters made from NumPy) runs outside the graph, and
+    so does the check of an input shape it has not seen; then the built forward pass compiles."""
+    _needs("torch", "torch.compile")
+    import torch
+
+    compiled = torch.compile(d2l.LeNet(seed=0))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for n in (3, 5):
+            X = rng.standard_normal((n, 1, 28, 28)).astype(np.float32)
+            assert_close(compiled(d2l.tensor(X)), lenet_reference(expected_lenet_params(0), X.astype(np.float64)),
+                         tol=1e-4)
+    # what the tracer said of building through NumPy: torch.tensor of a traced tensor, per parameter
+    assert not [w.message for w in caught if "copy construct" in str(w.message)]
 
 
 @pytest.mark.parametrize("name", CASES)
