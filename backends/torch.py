@@ -186,6 +186,8 @@ class TorchBackend(Backend):
         return torch.from_numpy(array).to(self.device)  # no copy on the CPU
 
     def to_numpy(self, x):
+        if torch.compiler.is_compiling():  # the tracer would make NumPy calls of it part of the graph
+            raise RuntimeError("a tensor's values are unknown while torch.compile traces")
         return x.detach().cpu().numpy()
 
     def is_native(self, x):

@@ -28,11 +28,13 @@ def _labels(labels, name="labels"):
     return array
 
 
-def _check_labels(labels: np.ndarray, shape, op: str) -> None:
-    """Labels of shape (N,) with class ids in [0, classes) for logits of ``shape`` (N, classes)."""
-    if labels.shape != tuple(shape[:1]):
-        raise ValueError(f"{op}: labels must have shape ({shape[0]},), got {labels.shape} (one class id per row of logits)")
-    if labels.size and (labels.min() < 0 or labels.max() >= shape[1]):
+def _check_labels(labels: np.ndarray | None, shape, op: str, label_shape: tuple = ()) -> None:
+    """Labels of shape (N,) with class ids in [0, classes) for logits of ``shape`` (N, classes).
+    ``labels`` None: their values are unknown (traced), only their ``label_shape`` is checked."""
+    label_shape = tuple(label_shape if labels is None else labels.shape)
+    if label_shape != tuple(shape[:1]):
+        raise ValueError(f"{op}: labels must have shape ({shape[0]},), got {label_shape} (one class id per row of logits)")
+    if labels is not None and labels.size and (labels.min() < 0 or labels.max() >= shape[1]):
         wrong = labels[(labels < 0) | (labels >= shape[1])]
         raise ValueError(
             f"{op}: labels must be class ids in [0, {shape[1]}) for logits of {shape[1]} classes, got {wrong[:5].tolist()}"
@@ -54,8 +56,8 @@ def cross_entropy(logits, labels):
         try:
             values = b.to_numpy(labels)
         except Exception:  # symbolic (traced) labels: their values are unknown here
-            values = np.zeros(b.shape(labels), np.int64)
-        _check_labels(values, shape, "cross_entropy")
+            values = None
+        _check_labels(values, shape, "cross_entropy", b.shape(labels))
     else:
         values = _labels(labels, "cross_entropy: labels")
         _check_labels(values, shape, "cross_entropy")

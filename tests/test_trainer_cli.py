@@ -142,6 +142,30 @@ def test_compiled_steps_at_other_learning_rates_step_by_their_own(d2l, needs_aut
                 np.testing.assert_allclose(runs[0][name], value, rtol=1e-5, atol=1e-6, err_msg=f"lr {lr}: {name}")
 
 
+def test_torch_compiles_the_whole_step_as_one_graph(d2l, needs_autodiff, monkeypatch):
+    """torch.compile with ``fullgraph=True`` (an error where it would break the graph) takes the
+    whole step, the loss's label check included (the labels' values are unknown while it
+    traces), and steps as the eager step does."""
+    if BACKEND != "torch":
+        pytest.skip(f"torch.compile is torch's (backend under test: {BACKEND})")
+    import torch
+
+    compile_whole = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **options: compile_whole(fn, fullgraph=True, **options))
+    X, y = d2l.tensor(np.random.default_rng(6).random((8, 1, 28, 28)).astype(np.float32)), d2l.tensor(np.arange(8))
+    loss_fn = lambda m, X, y: d2l.cross_entropy(m(X), y)  # noqa: E731
+    runs = []
+    for compile in (True, False):
+        model, step = d2l.LeNet(seed=2), training.train_step(loss_fn, 0.2, compile)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # the warning of a step trained eagerly
+            for _ in range(2):
+                step(model, X, y)
+        runs.append(d2l.get_params(model))
+    for name, value in runs[1].items():
+        np.testing.assert_allclose(runs[0][name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
 def test_torch_trains_eagerly_with_a_warning_where_compiling_fails(d2l, needs_autodiff, monkeypatch):
     """Where torch.compile cannot compile the step (inductor finds no C++ compiler, say), a
     compiled fit warns once and trains eagerly, to the eager fit's parameters; an error of the
