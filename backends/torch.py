@@ -161,12 +161,13 @@ class Module(LayerModule, torch.nn.Module):
 
 class TorchBackend(Backend):
     name = "torch"
-    # torch.compile of LeNet's whole step (_whole_step), measured on a 2-core AMD EPYC: 24-25 s
-    # the first time on a machine, 6.8-7.6 s in each new process after (inductor's on-disk cache),
+    # torch.compile of LeNet's whole step (_whole_step), measured on a 2-core AMD EPYC: ~25 s
+    # the first time on a machine, 5-7.6 s in each new process after (inductor's on-disk cache),
     # nothing for a second model in one process. Against the eager step (channels-last conv
-    # weights, see new_param: oneDNN's NHWC kernels) it saves 26 us an image at batch 32 (163
-    # vs 189) and 12.5 at batch 256 (101 vs 113): a cold compile pays after 1-2 million images
-    compile_pays_after = 2_000_000
+    # weights, see new_param: oneDNN's NHWC kernels) it saves 26-29 us an image at batch 32
+    # (5.1-5.6 vs 5.9-6.5 ms a step) and 24-25 at batch 256 (26.9-28.3 vs 33.3-34.5 ms): a
+    # cold compile pays after about a million images
+    compile_pays_after = 1_000_000
     device = "cpu"  # where new tensors and parameters go; use_gpu() moves it
 
     def devices(self):
