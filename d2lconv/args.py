@@ -13,7 +13,6 @@ before any framework allocates memory.
 from __future__ import annotations
 
 import math
-
 import numbers
 
 Pair = tuple[int, int]
